@@ -1,0 +1,109 @@
+"""The simulated line's cameras: render what each camera sees and serve it like an IP camera.
+
+Each camera is triggered when a parcel's centre passes under it (as a photo-eye-triggered area
+camera is). Frames are rendered ahead of time from the same deterministic parcel plan the line uses
+and sent at their capture moment, stamped with it (monotonic clock, shared by every process on the
+machine). Protocol (TCP): the client sends the camera name and a newline; the server sends frames,
+each a 24-byte header `!4sdII` (b"FRM1", capture_mono, height, width) followed by height*width
+bytes of 8-bit grey.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import threading
+import time
+from multiprocessing.connection import Connection
+
+import numpy as np
+
+from controller.config import Config
+from plc.sim.parcels import ParcelPlan
+from vision.labels import LabelSpec, render_frame, render_label
+
+log = logging.getLogger("sorter.sim.frames")
+HEADER = struct.Struct("!4sdII")
+RENDER_AHEAD_S = 0.25
+
+
+class FrameServer:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        self.sock = socket.create_server((host, port))
+        self.port = self.sock.getsockname()[1]
+        self.clients: dict[str, list[socket.socket]] = {}
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            c.settimeout(2.0)
+            name = b""
+            try:
+                while not name.endswith(b"\n") and len(name) < 64:
+                    chunk = c.recv(1)
+                    if not chunk:
+                        break
+                    name += chunk
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.clients.setdefault(name.decode(errors="replace").strip(), []).append(c)
+
+    def send(self, camera: str, capture_mono: float, frame: np.ndarray) -> int:
+        h, w = frame.shape
+        data = HEADER.pack(b"FRM1", capture_mono, h, w) + frame.tobytes()
+        sent = 0
+        with self.lock:
+            for c in list(self.clients.get(camera, [])):
+                try:
+                    c.sendall(data)
+                    sent += 1
+                except OSError:
+                    self.clients[camera].remove(c)
+                    c.close()
+        return sent
+
+
+def frames_main(cfg: Config, seed: int, n_parcels: int | None, conn: Connection, plan_kwargs: dict) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s frames %(levelname)s %(message)s")
+    plan = ParcelPlan(cfg, seed, **plan_kwargs)
+    server = FrameServer()
+    conn.send(("ready", server.port))
+    msg = conn.recv()
+    if msg[0] != "start":
+        return
+    t0 = msg[1]
+    speed = plan.speed_mm_s
+    induct = cfg.line.induct.position_mm
+    i = 0
+    # (capture_mono, camera, parcel) in capture order across cameras
+    while n_parcels is None or i < n_parcels:
+        p = plan.get(i)
+        i += 1
+        for cam in cfg.cameras:
+            t_cap = t0 + p.head_s + (cam.position_mm - induct + p.length_mm / 2) / speed
+            wait = t_cap - RENDER_AHEAD_S - time.monotonic()
+            if wait > 0:
+                if conn.poll(wait):
+                    if conn.recv()[0] == "stop":
+                        return
+            rng = np.random.default_rng(p.label_seed)
+            spec = LabelSpec(waybill=p.waybill, qr_text=p.qr_text, ean13=p.ean13,
+                             stale_waybill=p.stale_waybill, town=p.town, damaged=p.damaged,
+                             face_down=p.face_down, missing=p.missing)
+            label = render_label(spec, rng)
+            frame = render_frame(label, rng)
+            # a camera delivers a frame a little after it exposed it
+            wait = t_cap + 0.01 - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            server.send(cam.name, t_cap, frame)
+    while not conn.poll(1.0) or conn.recv()[0] != "stop":
+        pass

@@ -1,0 +1,126 @@
+"""The simulated line's parcel plan: every parcel's size, timing and label, derived from the seed.
+
+The plan is a pure function of (sim config, line config, seed, index), so the line process (which
+moves parcels and answers Modbus) and the frame process (which renders what the camera sees) compute
+the same parcels independently and need not talk to each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from controller.config import Config
+from plc.sim.waybills import CARRIERS, make_ean13, make_waybill
+
+# market share of the carriers on a county line (roughly; SF/JD/EMS are the small ones)
+_DEFAULT_SHARE = {"ZTO": 0.22, "YTO": 0.18, "YUNDA": 0.16, "JT": 0.14, "STO": 0.12,
+                  "SF": 0.07, "EMS": 0.05, "JD": 0.04, "CHINAPOST": 0.02}
+
+
+@dataclass(frozen=True)
+class PlannedParcel:
+    index: int
+    head_s: float          # when the head crosses the induct photo-eye, seconds after the run's start
+    length_mm: float
+    width_mm: float
+    carrier: str
+    waybill: str
+    town: str
+    in_manifest: bool
+    qr_text: str | None
+    ean13: str | None
+    stale_waybill: str | None
+    damaged: bool
+    missing: bool
+    face_down: bool
+    label_seed: int
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def readable(self) -> bool:
+        """The simulation made exactly one waybill visible and decodable."""
+        return not (self.damaged or self.missing or self.face_down) and self.stale_waybill is None
+
+    @property
+    def expected_outcome(self) -> str:
+        if self.missing or self.face_down or self.damaged:
+            return "no_read"
+        if self.stale_waybill is not None:
+            return "multi_read"
+        if not self.in_manifest:
+            return "no_route"
+        return "sorted"
+
+
+class ParcelPlan:
+    """Deterministic stream of parcels for one run."""
+
+    def __init__(self, cfg: Config, seed: int, rate_pph: float | None = None,
+                 length_mm: tuple[float, float] | None = None, belt_speed_mps: float | None = None):
+        self.sim = cfg.sim
+        self.seed = seed
+        self.rate_pph = rate_pph or cfg.sim.rate_pph
+        self.length_mm = length_mm or cfg.sim.length_mm
+        self.speed_mm_s = (belt_speed_mps or cfg.line.belt_speed_mps) * 1000.0
+        self.towns = list(cfg.sim.towns) or [c.name for c in cfg.line.chutes if c.diverter]
+        carriers = [c for c in _DEFAULT_SHARE if c in CARRIERS] or list(CARRIERS)
+        share = np.array([_DEFAULT_SHARE.get(c, 0.05) for c in carriers])
+        self.carriers, self.share = carriers, share / share.sum()
+        mean_len = sum(self.length_mm) / 2
+        pitch_mm = self.speed_mm_s * 3600.0 / self.rate_pph
+        self.mean_extra_gap = max(0.0, pitch_mm - mean_len - self.sim.min_gap_mm)
+        self.achievable_pph = self.speed_mm_s * 3600.0 / (mean_len + self.sim.min_gap_mm)
+        self._cache: list[PlannedParcel] = []
+        self._gap_rng = np.random.default_rng([seed, 1])
+
+    def _make(self, index: int, head_s: float, length: float) -> PlannedParcel:
+        rng = np.random.default_rng([self.seed, 2, index])
+        s = self.sim
+        carrier = str(rng.choice(self.carriers, p=self.share))
+        waybill = make_waybill(carrier, rng)
+        town = str(self.towns[int(rng.integers(len(self.towns)))])
+        stale = None
+        if rng.random() < s.p_stale_waybill:
+            stale = make_waybill(str(rng.choice(self.carriers, p=self.share)), rng)
+        qr = None
+        if rng.random() < s.p_qr:
+            # e-waybill QR codes carry the waybill and, often, Chinese text
+            qr = f"{waybill}|{town}|{carrier}"
+        return PlannedParcel(
+            index=index, head_s=head_s, length_mm=length,
+            width_mm=float(rng.uniform(*s.width_mm)), carrier=carrier, waybill=waybill, town=town,
+            in_manifest=rng.random() >= s.p_unknown_waybill, qr_text=qr,
+            ean13=make_ean13(rng) if rng.random() < s.p_ean13 else None, stale_waybill=stale,
+            damaged=rng.random() < s.p_damaged, missing=rng.random() < s.p_missing_label,
+            face_down=rng.random() < s.p_face_down, label_seed=int(rng.integers(2**31)),
+        )
+
+    def get(self, index: int) -> PlannedParcel:
+        while len(self._cache) <= index:
+            i = len(self._cache)
+            length = float(self._gap_rng.uniform(*self.length_mm))
+            if i == 0:
+                head_s = 1.0
+            else:
+                prev = self._cache[-1]
+                gap = self.sim.min_gap_mm + float(self._gap_rng.exponential(self.mean_extra_gap or 1e-9))
+                head_s = prev.head_s + (prev.length_mm + gap) / self.speed_mm_s
+            self._cache.append(self._make(i, head_s, length))
+        return self._cache[index]
+
+    def first_after(self, t_s: float) -> int:
+        """Index of the first parcel whose head crosses the induct PE at or after t_s."""
+        i = 0
+        while self.get(i).head_s < t_s:
+            i += 1
+        return i
+
+
+def ideal_time_s(parcel: PlannedParcel, at_mm: float, induct_mm: float, speed_mm_s: float,
+                 point: str = "head") -> float:
+    """When a point of the parcel (head, centre, tail) is at belt position `at_mm` (run seconds)."""
+    offset = {"head": 0.0, "centre": parcel.length_mm / 2, "tail": parcel.length_mm}[point]
+    return parcel.head_s + (at_mm - induct_mm + offset) / speed_mm_s
+
