@@ -75,7 +75,7 @@ class LineConfig(Strict):
     encoder_pulses_per_mm: float = Field(gt=0, le=1000)
     induct: InductConfig
     scan_zone: ScanZone
-    decision_grace_ms: float = Field(default=40, ge=0, le=2000, description="wait for late reads after the scan zone")
+    decision_grace_ms: float = Field(default=40, ge=0, le=2000, description="wait after the scan zone for sources that do not report how far they have decoded")
     min_decision_lead_ms: float = Field(default=15, ge=1, le=2000, description="a fire closer than this is too_late")
     min_gap_mm: float = Field(default=40, ge=0, le=2000, description="a smaller gap to the parcel ahead cannot be sorted")
     min_length_mm: float = Field(default=50, ge=1, le=5000)

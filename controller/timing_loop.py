@@ -45,7 +45,6 @@ class TimingLoop:
         self.alarms = Alarms()
         self.period = 1.0 / cfg.plc.poll_hz
         self.stop = False
-        self.fire_errors: list[float] = []
         self.rtt = 0.0003
         self.policy = "normal"
         self.outbox: list[tuple] = []
@@ -76,6 +75,8 @@ class TimingLoop:
         if kind == "read":
             _, camera, capture_mono, symbology, text = msg
             self.tracker.add_read(Read(camera, symbology, text, capture_mono))
+        elif kind == "watermark":
+            self.tracker.camera_caught_up(msg[1], msg[2])
         elif kind == "chute_enabled":
             _, chute, enabled = msg
             (self.tracker.disabled.discard if enabled else self.tracker.disabled.add)(chute)
@@ -96,12 +97,8 @@ class TimingLoop:
             "counters": dict(t.counters, polls=self.polls), "alarms": self.alarms.list(),
             "full": {c.id: bool(c.full_signal and t.bits.get(c.full_signal)) for c in self.cfg.line.chutes},
             "disabled": sorted(t.disabled), "paused": t.paused, "policy": self.policy,
-            "routing_version": self.router.version, "fire_errors": self._take_fire_errors(),
+            "routing_version": self.router.version,
         }
-
-    def _take_fire_errors(self) -> list[float]:
-        out, self.fire_errors = self.fire_errors, []
-        return out
 
     # ---------------------------------------------------------------- the loop
     async def run(self) -> None:
@@ -146,13 +143,15 @@ class TimingLoop:
 
     async def _all_off(self) -> None:
         """The safe state: every diverter output off."""
+        self.tracker.outputs.clear()
+        if not self.io.connected:
+            return
         for d in self.cfg.line.diverters:
             for sig in d.outputs.values():
                 try:
                     await self.io.write(sig, False)
                 except (LinkDown, DeviceRefused):
                     return
-        self.tracker.outputs.clear()
 
     async def _cycle(self) -> None:
         t_start = time.monotonic()
@@ -170,8 +169,6 @@ class TimingLoop:
             t1 = time.monotonic()
             self.rtt = 0.9 * self.rtt + 0.1 * (t1 - t0)
             self.tracker.output_done(a, (t0 + t1) / 2)
-            if a.state:
-                self.fire_errors.append(round(((t0 + t1) / 2 - a.due_mono) * 1000, 3))
             return
         values = await self.io.read_inputs()
         self.polls += 1
@@ -187,6 +184,7 @@ class TimingLoop:
 def timing_main(cfg: Config, conn: Connection, run_id: str, plc_url: str | None = None) -> None:
     """Entry point of the timing process (spawned)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s timing %(levelname)s %(message)s")
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # link errors are reported as alarms
     loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
     asyncio.set_event_loop(loop)
     try:

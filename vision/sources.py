@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import struct
 import time
@@ -24,12 +25,17 @@ class SourceError(Exception):
     """The source cannot deliver frames (gone, unreachable, ended)."""
 
 
+class NoFrame(Exception):
+    """No frame within the wait: the camera is idle (a triggered camera with no parcel)."""
+
+
 class SimCameraSource:
-    def __init__(self, url: str, timeout_s: float = 5.0):
+    def __init__(self, url: str, timeout_s: float = 5.0, idle_s: float = 0.1):
         u = urlparse(url)
         self.addr = (u.hostname or "127.0.0.1", u.port or 0)
         self.name = u.path.strip("/")
         self.timeout_s = timeout_s
+        self.idle_s = idle_s
         self.sock: socket.socket | None = None
 
     def open(self) -> None:
@@ -38,7 +44,11 @@ class SimCameraSource:
         except OSError as exc:
             raise SourceError(f"camera {self.name} at {self.addr}: {exc}") from exc
         self.sock.sendall(self.name.encode() + b"\n")
-        self.sock.settimeout(None)  # triggered camera: no parcel, no frame
+        self.sock.settimeout(None)
+
+    def pending(self) -> bool:
+        """A frame is already waiting: the worker is behind."""
+        return bool(select.select([self.sock], [], [], 0)[0])
 
     def _exact(self, n: int) -> bytes:
         buf = bytearray(n)
@@ -51,6 +61,9 @@ class SimCameraSource:
         return bytes(buf)
 
     def read(self) -> tuple[float, np.ndarray]:
+        # triggered camera: no parcel, no frame
+        if not select.select([self.sock], [], [], self.idle_s)[0]:
+            raise NoFrame()
         magic, t, h, w = HEADER.unpack(self._exact(HEADER.size))
         if magic != b"FRM1" or not (0 < h <= 10000 and 0 < w <= 10000):
             raise SourceError(f"camera {self.name}: bad frame header")
@@ -83,6 +96,9 @@ class FolderSource:
                 return time.monotonic(), img
         raise SourceError(f"{self.path}: no more images")
 
+    def pending(self) -> bool:
+        return False
+
     def close(self) -> None:
         self.files = []
 
@@ -106,6 +122,9 @@ class OpenCVSource:
         if not ok or frame is None:
             raise SourceError(f"{self.spec}: no frame")
         return t, (cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame)
+
+    def pending(self) -> bool:
+        return False
 
     def close(self) -> None:
         if self.cap is not None:

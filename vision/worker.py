@@ -13,7 +13,7 @@ import queue
 import time
 
 from vision.decode import decode
-from vision.sources import SourceError, open_source
+from vision.sources import NoFrame, SourceError, open_source
 
 log = logging.getLogger("sorter.camera")
 
@@ -32,12 +32,19 @@ def camera_main(name: str, source: str, symbologies: list[str], nice: int, out_q
             backoff = 0.5
             _put(out_q, ("camera_up", name, source))
             while True:
-                t_cap, frame = src.read()
+                try:
+                    t_cap, frame = src.read()
+                except NoFrame:
+                    # idle and caught up: everything captured until now has been decoded
+                    _put(out_q, ("idle", name, time.monotonic()))
+                    continue
                 t0 = time.perf_counter()
                 codes = decode(frame, symbologies)
                 ms = (time.perf_counter() - t0) * 1000
+                # the watermark: every frame captured before it has been decoded and sent
+                watermark = t_cap if src.pending() else time.monotonic()
                 msg = ("frame", name, t_cap, round(ms, 2), frame.shape,
-                       [(c.symbology, c.text, c.polygon) for c in codes], dropped)
+                       [(c.symbology, c.text, c.polygon) for c in codes], dropped, watermark)
                 if not _put(out_q, msg):
                     dropped += 1
         except SourceError as exc:

@@ -12,11 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from controller.config import Config
-from plc.sim.waybills import CARRIERS, make_ean13, make_waybill
-
-# market share of the carriers on a county line (roughly; SF/JD/EMS are the small ones)
-_DEFAULT_SHARE = {"ZTO": 0.22, "YTO": 0.18, "YUNDA": 0.16, "JT": 0.14, "STO": 0.12,
-                  "SF": 0.07, "EMS": 0.05, "JD": 0.04, "CHINAPOST": 0.02}
+from plc.sim.waybills import CARRIER_CODES, CARRIER_WEIGHTS, make_ean13, make_waybill
 
 
 @dataclass(frozen=True)
@@ -39,13 +35,15 @@ class PlannedParcel:
     extras: dict = field(default_factory=dict)
 
     @property
-    def readable(self) -> bool:
-        """The simulation made exactly one waybill visible and decodable."""
-        return not (self.damaged or self.missing or self.face_down) and self.stale_waybill is None
+    def waybill_visible(self) -> bool:
+        """A camera can read the waybill: its barcode is intact, or the QR code carries it."""
+        if self.missing or self.face_down:
+            return False
+        return not self.damaged or (self.qr_text is not None and self.waybill in self.qr_text)
 
     @property
     def expected_outcome(self) -> str:
-        if self.missing or self.face_down or self.damaged:
+        if not self.waybill_visible:
             return "no_read"
         if self.stale_waybill is not None:
             return "multi_read"
@@ -65,9 +63,8 @@ class ParcelPlan:
         self.length_mm = length_mm or cfg.sim.length_mm
         self.speed_mm_s = (belt_speed_mps or cfg.line.belt_speed_mps) * 1000.0
         self.towns = list(cfg.sim.towns) or [c.name for c in cfg.line.chutes if c.diverter]
-        carriers = [c for c in _DEFAULT_SHARE if c in CARRIERS] or list(CARRIERS)
-        share = np.array([_DEFAULT_SHARE.get(c, 0.05) for c in carriers])
-        self.carriers, self.share = carriers, share / share.sum()
+        share = np.array(CARRIER_WEIGHTS, dtype=float)
+        self.carriers, self.share = list(CARRIER_CODES), share / share.sum()
         mean_len = sum(self.length_mm) / 2
         pitch_mm = self.speed_mm_s * 3600.0 / self.rate_pph
         self.mean_extra_gap = max(0.0, pitch_mm - mean_len - self.sim.min_gap_mm)

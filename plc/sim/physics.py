@@ -144,8 +144,8 @@ class LinePhysics:
         ideal_on = self._at(p, d.position_mm - d.lead_mm, 0.0) - d.actuation_ms / 1000.0
         rise = self.outputs[sig].last_rise_before(t_c - d.actuation_ms / 1000.0)
         err = None
-        # a rise long before this parcel's window belongs to a window merged with the parcel ahead
-        if rise is not None and rise > ideal_on - 0.2:
+        # an output already on well before this parcel's window was held on for the parcel ahead
+        if rise is not None and not self.outputs[sig].at(ideal_on - 0.1):
             err = (rise - ideal_on) * 1000.0
         self._land(p, self.chute_at[(d.name, side)], t_c, err, d.name)
 

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Set up what `make sim` and `make test` need on a fresh Debian/Ubuntu machine:
+# the system ZBar library (pyzbar loads it), a virtualenv in .venv with the project installed,
+# and, for the tests (`setup.sh test`), socat and Chromium for the page test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_updated=0
+apt_install() {
+  command -v apt-get >/dev/null || { echo "setup: please install $* with your package manager" >&2; return 1; }
+  if [ $apt_updated = 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+if ! ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0'; then
+  echo "setup: installing the ZBar library (libzbar0)"
+  apt_install libzbar0
+fi
+if [ "${1:-}" = test ]; then
+  command -v socat >/dev/null || apt_install socat || true
+  command -v chromium >/dev/null || command -v chromium-browser >/dev/null || apt_install chromium || \
+    echo "setup: no chromium; the browser test will be skipped" >&2
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
+    echo "setup: installing python3-venv"
+    apt_install python3-venv
+    rm -rf "$VENV"; "$PYTHON" -m venv "$VENV"
+  fi
+fi
+stamp="$VENV/.installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -e '.[test]'
+  touch "$stamp"
+fi
