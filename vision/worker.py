@@ -12,6 +12,8 @@ import os
 import queue
 import time
 
+import cv2
+
 from vision.decode import decode
 from vision.sources import NoFrame, SourceError, open_source
 
@@ -24,6 +26,8 @@ def camera_main(name: str, source: str, symbologies: list[str], nice: int, out_q
         os.nice(nice)
     except OSError:
         pass
+    # one worker per camera already uses the cores; OpenCV's own threads would only fight them
+    cv2.setNumThreads(1)
     dropped, backoff = 0, 0.5
     while True:
         src = open_source(source)

@@ -1,0 +1,571 @@
+"""Barcode decoding of a grayscale camera frame.
+
+ZBar (through pyzbar) is the decoding engine.  Raw ZBar only reads 1-D codes that lie near horizontal
+or vertical, and on this class of machine a full 1024x768 frame costs it ~160 ms with all
+symbologies on (~60 ms for the 1-D ones at half scan density).  So the frame is not handed to ZBar
+whole; instead:
+
+1. **Locate** (~4 ms): on a half-size copy, the gradient structure tensor (Scharr products,
+   box-filtered) gives per pixel the gradient energy and its *coherence*.  Bars of a 1-D code are
+   high-energy and highly coherent (one gradient direction), 2-D codes and text are high-energy
+   and incoherent.  Thresholded, closed and split into connected components, these are the
+   candidate regions; each 1-D candidate also gets its bar direction from the summed tensor.
+2. **1-D pass**: each 1-D candidate is cut out of the full-resolution frame *rotated so its bars are
+   vertical* (one ``cv2.warpAffine`` of the crop only) and scanned by ZBar along rows only.  Any
+   rotation 0-360 degrees is read.  Polygons are mapped back through the crop's affine transform.
+3. **2-D pass**: each square-ish incoherent candidate is cut out (axis-aligned, with margin) and
+   scanned for QR codes (ZBar reads QR at any rotation by itself).
+4. **Fallback**: if a candidate region that looked like a 1-D code did not decode, the crop is
+   retried unfiltered, then enlarged and smoothed; if a barcode-like region still did not decode,
+   the whole frame is scanned once by ZBar at reduced scan
+   density (bounded cost; it runs only on frames where something was missed).
+
+Every ZBar call is guarded: an exception from one pass (pyzbar raises ``ValueError`` on some QR
+codes) loses only that pass.  Results are validated (EAN-13/UPC-A check digits, ITF length) and
+deduplicated by ``(symbology, text)``.
+
+QR text: QR byte segments carry no reliable charset.  ZBar is put into binary mode for QR codes (raw
+bytes out); the bytes are decoded as strict UTF-8, else the most plausible of GB18030 / Shift-JIS
+(ZBar's Kanji mode output) / Latin-1.  If ZBar cannot do binary mode, its own (possibly wrongly
+guessed) conversion is repaired by re-encoding with the charset it guessed (Big5, Shift-JIS, Latin-1)
+and decoding again (:func:`recover_qr_text`).
+
+DataMatrix and PDF417 are not read by the ZBar build on these machines; when they are requested
+explicitly, zxing-cpp (if installed) reads them on the full frame.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from ctypes import c_void_p, cast, string_at
+from dataclasses import dataclass
+from typing import Iterable
+
+import cv2
+import numpy as np
+
+try:  # pragma: no cover - import guard
+    from pyzbar import pyzbar as _pz
+    from pyzbar.wrapper import ZBarConfig, ZBarSymbol
+except Exception as exc:  # pragma: no cover
+    raise ImportError(f"pyzbar with the system ZBar library (libzbar0) is required: {exc}") from exc
+
+__all__ = [
+    "Code",
+    "ONE_D",
+    "SYMBOLOGIES",
+    "decode",
+    "decode_file",
+    "ean13_valid",
+    "qr_bytes_to_text",
+    "recover_qr_text",
+    "upca_valid",
+    "validate",
+]
+
+
+@dataclass(frozen=True)
+class Code:
+    symbology: str
+    text: str
+    polygon: tuple[tuple[int, int], ...]
+
+
+# our names -> ZBar symbols
+_ZBAR = {
+    "code128": ZBarSymbol.CODE128,
+    "code39": ZBarSymbol.CODE39,
+    "itf": ZBarSymbol.I25,
+    "ean13": ZBarSymbol.EAN13,
+    "upca": ZBarSymbol.UPCA,
+    "qrcode": ZBarSymbol.QRCODE,
+}
+_FROM_ZBAR = {
+    "CODE128": "code128",
+    "CODE39": "code39",
+    "I25": "itf",
+    "EAN13": "ean13",
+    "UPCA": "upca",
+    "QRCODE": "qrcode",
+    "PDF417": "pdf417",
+}
+_ZXING_ONLY = ("datamatrix", "pdf417")
+SYMBOLOGIES = ("code128", "code39", "itf", "ean13", "upca", "qrcode", "datamatrix", "pdf417")
+ONE_D = frozenset({"code128", "code39", "itf", "ean13", "upca"})
+DEFAULT_SYMBOLOGIES = tuple(_ZBAR)  # None = everything ZBar reads here
+
+_CFG_BINARY = 4  # ZBAR_CFG_BINARY (zbar >= 0.23): QR data returned as raw bytes
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+
+
+def _gs1_check_ok(digits: str) -> bool:
+    if not digits.isdigit() or len(digits) < 2:
+        return False
+    body, check = digits[:-1], int(digits[-1])
+    s = 0
+    for i, d in enumerate(reversed(body)):
+        s += int(d) * (3 if i % 2 == 0 else 1)
+    return (10 - s % 10) % 10 == check
+
+
+def ean13_valid(text: str) -> bool:
+    """13 digits with a correct GS1 check digit."""
+    return len(text) == 13 and _gs1_check_ok(text)
+
+
+def upca_valid(text: str) -> bool:
+    """12 digits with a correct GS1 check digit."""
+    return len(text) == 12 and _gs1_check_ok(text)
+
+
+def validate(symbology: str, text: str) -> bool:
+    """Reject partial or impossible reads."""
+    if not text:
+        return False
+    if symbology == "ean13":
+        return ean13_valid(text)
+    if symbology == "upca":
+        return upca_valid(text)
+    if symbology == "itf":
+        return text.isdigit() and len(text) >= 6 and len(text) % 2 == 0
+    if symbology in ONE_D:
+        return text.isprintable()
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# QR text charset
+
+
+def _plausible(text: str) -> float:
+    """Fraction of characters that look like real label text (ASCII, common hanzi, CJK punctuation,
+    Latin letters); mojibake scores low (kana, halfwidth katakana, rare hanzi, symbols, controls)."""
+    if not text:
+        return 0.0
+    good = 0.0
+    for ch in text:
+        o = ord(ch)
+        if 0x20 <= o < 0x7F or ch in "\t\r\n":
+            good += 1
+        elif 0x4E00 <= o <= 0x9FFF or 0x3000 <= o <= 0x303F or 0xFF01 <= o <= 0xFF5E:
+            try:
+                ch.encode("gb2312")
+                good += 1
+            except UnicodeEncodeError:
+                good += 0.2 if 0x4E00 <= o <= 0x9FFF else 0.0
+        elif 0xC0 <= o <= 0xFF and o not in (0xD7, 0xF7):
+            good += 0.9  # accented Latin letters
+    return good / len(text)
+
+
+def qr_bytes_to_text(raw: bytes) -> str:
+    """Text of raw QR byte data: strict UTF-8 if valid, else the most plausible of GB18030,
+    Shift-JIS (CP932; ZBar's output for Kanji-mode segments) and Latin-1."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    best, best_score = raw.decode("latin-1"), -1.0
+    for enc in ("gb18030", "cp932", "latin-1"):
+        try:
+            cand = raw.decode(enc)
+        except UnicodeDecodeError:
+            continue
+        score = _plausible(cand)
+        if score > best_score + 1e-9:
+            best, best_score = cand, score
+    return best
+
+
+def recover_qr_text(text: str) -> str:
+    """Repair text that ZBar converted with a wrong charset guess (its non-binary mode): re-encode
+    with the charsets ZBar guesses (Big5, Shift-JIS, Latin-1) to get the original bytes back, decode them
+    properly, and keep whichever reading is the most plausible (the given text wins ties)."""
+    if text.isascii():
+        return text
+    best, best_score = text, _plausible(text)
+    for enc in ("big5", "cp950", "cp932", "shift_jis", "latin-1"):
+        try:
+            raw = text.encode(enc)
+        except UnicodeEncodeError:
+            continue
+        for dec in ("utf-8", "gb18030"):
+            try:
+                cand = raw.decode(dec)
+            except UnicodeDecodeError:
+                continue
+            # ties go to the re-decoded reading: a mainland label is far likelier GBK/UTF-8 than
+            # Big5/Shift-JIS, and ZBar only "found" those by guessing
+            score = _plausible(cand) + (0.05 if dec == "utf-8" else 0.01)
+            if score > best_score + 1e-9:
+                best, best_score = cand, score
+    return best
+
+
+# ---------------------------------------------------------------------------------------------
+# ZBar
+
+
+@dataclass
+class _Raw:
+    symbology: str
+    data: bytes
+    points: list[tuple[int, int]]
+
+
+_qr_binary_ok: bool | None = None
+_FALLBACK = True  # whole-frame fallback pass (tests/benchmarks may switch it off)
+STATS = {"fallback": 0}  # how often the whole-frame fallback ran in this process
+
+
+def _zbar(
+    img: np.ndarray,
+    symbologies: Iterable[str],
+    x_density: int = 1,
+    y_density: int = 1,
+) -> list[_Raw]:
+    """One ZBar scan of ``img`` (uint8 2-D, C-contiguous) for ``symbologies`` (our names).
+    Each symbol is extracted separately: a symbol pyzbar cannot describe is skipped, not fatal."""
+    global _qr_binary_ok
+    img = np.ascontiguousarray(img, dtype=np.uint8)
+    h, w = img.shape[:2]
+    syms = {_ZBAR[s] for s in symbologies if s in _ZBAR}
+    if not syms or h < 8 or w < 8:
+        return []
+    out: list[_Raw] = []
+    pixels = img.tobytes()
+    with _pz._image_scanner() as scanner:
+        for s in ZBarSymbol:
+            if s not in syms and s != ZBarSymbol.NONE:
+                _pz.zbar_image_scanner_set_config(scanner, s, ZBarConfig.CFG_ENABLE, 0)
+        for s in syms:
+            _pz.zbar_image_scanner_set_config(scanner, s, ZBarConfig.CFG_ENABLE, 1)
+        if ZBarSymbol.QRCODE in syms and _qr_binary_ok is not False:
+            rc = _pz.zbar_image_scanner_set_config(scanner, ZBarSymbol.QRCODE, _CFG_BINARY, 1)
+            _qr_binary_ok = rc == 0
+        _pz.zbar_image_scanner_set_config(scanner, ZBarSymbol.NONE, ZBarConfig.CFG_X_DENSITY, x_density)
+        _pz.zbar_image_scanner_set_config(scanner, ZBarSymbol.NONE, ZBarConfig.CFG_Y_DENSITY, y_density)
+        with _pz._image() as zimg:
+            _pz.zbar_image_set_format(zimg, _pz._FOURCC["L800"])
+            _pz.zbar_image_set_size(zimg, w, h)
+            _pz.zbar_image_set_data(zimg, cast(pixels, c_void_p), len(pixels), None)
+            if _pz.zbar_scan_image(scanner, zimg) < 0:
+                raise RuntimeError("ZBar rejected the image format")
+            sym = _pz.zbar_image_first_symbol(zimg)
+            while sym:
+                try:
+                    name = ZBarSymbol(sym.contents.type).name
+                    ours = _FROM_ZBAR.get(name)
+                    if ours is not None:
+                        data = string_at(_pz.zbar_symbol_get_data(sym), _pz.zbar_symbol_get_data_length(sym))
+                        n = _pz.zbar_symbol_get_loc_size(sym)
+                        pts = [(_pz.zbar_symbol_get_loc_x(sym, i), _pz.zbar_symbol_get_loc_y(sym, i)) for i in range(n)]
+                        out.append(_Raw(ours, data, pts))
+                except Exception:  # one odd symbol must not lose the others
+                    pass
+                sym = _pz.zbar_symbol_next(sym)
+    return out
+
+
+def _text_of(raw: _Raw) -> str | None:
+    if raw.symbology == "qrcode":
+        if _qr_binary_ok:
+            return qr_bytes_to_text(raw.data)
+        try:
+            return recover_qr_text(raw.data.decode("utf-8"))
+        except UnicodeDecodeError:
+            return qr_bytes_to_text(raw.data)
+    try:
+        return raw.data.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# locating candidate regions
+
+_SCALE = 0.5  # gradients on a half-size copy ...
+_POOL = 2  # ... pooled 2x2 again for the region analysis (quarter size)
+_WIN = 7  # tensor window, quarter-size pixels (28 full-res px)
+_ENERGY_MIN = 1.0e6  # windowed |grad|^2 (Scharr, half-size): symbols ~3-5e6, label/box edges <~6e5
+_COH_1D = 0.6
+_COH_2D = 0.45
+
+
+@dataclass
+class _Cand:
+    kind: str  # "1d" or "2d"
+    cx: float  # centre, full-res pixels
+    cy: float
+    theta: float  # gradient direction (radians): across the bars
+    length: float  # extent along theta (full-res px)
+    height: float  # extent across theta (full-res px)
+    bbox: tuple[int, int, int, int]  # x0, y0, x1, y1 full-res
+
+
+def _locate(gray: np.ndarray) -> list[_Cand]:
+    small = cv2.resize(gray, None, fx=_SCALE, fy=_SCALE, interpolation=cv2.INTER_AREA).astype(np.float32)
+    gx = cv2.Scharr(small, cv2.CV_32F, 1, 0)
+    gy = cv2.Scharr(small, cv2.CV_32F, 0, 1)
+    qsize = (small.shape[1] // _POOL, small.shape[0] // _POOL)
+    jxx = cv2.boxFilter(cv2.resize(gx * gx, qsize, interpolation=cv2.INTER_AREA), -1, (_WIN, _WIN))
+    jyy = cv2.boxFilter(cv2.resize(gy * gy, qsize, interpolation=cv2.INTER_AREA), -1, (_WIN, _WIN))
+    jxy = cv2.boxFilter(cv2.resize(gx * gy, qsize, interpolation=cv2.INTER_AREA), -1, (_WIN, _WIN))
+    energy = jxx + jyy
+    diff = jxx - jyy
+    aniso = cv2.sqrt(diff * diff + 4 * jxy * jxy)
+    strong = energy > _ENERGY_MIN
+    cands: list[_Cand] = []
+    inv = 1.0 / (_SCALE / _POOL)  # quarter-size px -> full-res px
+    k3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+
+    # 1-D: strong and coherent
+    m1 = (strong & (aniso > _COH_1D * energy)).astype(np.uint8)
+    m1 = cv2.morphologyEx(m1, cv2.MORPH_OPEN, k3)
+    m1 = cv2.morphologyEx(m1, cv2.MORPH_CLOSE, k3)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m1, connectivity=8)
+    for i in range(1, n):
+        x, y, w, h, area = stats[i]
+        if area < 25 or max(w, h) < 8:
+            continue
+        sub = labels[y : y + h, x : x + w] == i
+        sxx = float(jxx[y : y + h, x : x + w][sub].sum())
+        syy = float(jyy[y : y + h, x : x + w][sub].sum())
+        sxy = float(jxy[y : y + h, x : x + w][sub].sum())
+        theta = 0.5 * math.atan2(2 * sxy, sxx - syy)  # gradient direction = across the bars
+        ys, xs = np.nonzero(sub)
+        xs = xs + (x + 0.5)
+        ys = ys + (y + 0.5)
+        c, s = math.cos(theta), math.sin(theta)
+        pu = xs * c + ys * s
+        pv = -xs * s + ys * c
+        u0, u1, v0, v1 = pu.min(), pu.max(), pv.min(), pv.max()
+        if (v1 - v0) < 3:  # a thin edge, not a symbol
+            continue
+        uc, vc = (u0 + u1) / 2, (v0 + v1) / 2
+        cx, cy = uc * c - vc * s, uc * s + vc * c
+        cands.append(
+            _Cand("1d", cx * inv, cy * inv, theta, (u1 - u0 + 1) * inv, (v1 - v0 + 1) * inv,
+                  (int(x * inv), int(y * inv), int((x + w) * inv), int((y + h) * inv)))
+        )
+
+    # 2-D: strong, incoherent, away from the 1-D regions (bar ends), a filled square-ish blob
+    near_1d = cv2.dilate(m1, k3, iterations=2)
+    m2 = (strong & (aniso < _COH_2D * energy) & (near_1d == 0)).astype(np.uint8)
+    m2 = cv2.morphologyEx(m2, cv2.MORPH_CLOSE, k3)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m2, connectivity=8)
+    for i in range(1, n):
+        x, y, w, h, area = stats[i]
+        if area < 60 or min(w, h) < 8:
+            continue
+        (_, _), (rw, rh), _ = cv2.minAreaRect(np.column_stack(np.nonzero(labels[y : y + h, x : x + w] == i)).astype(np.float32))
+        if rw < 7 or rh < 7 or max(rw, rh) > 1.8 * min(rw, rh) or area < 0.5 * rw * rh:
+            continue
+        cands.append(
+            _Cand("2d", (x + w / 2) * inv, (y + h / 2) * inv, 0.0, w * inv, h * inv,
+                  (int(x * inv), int(y * inv), int((x + w) * inv), int((y + h) * inv)))
+        )
+    return cands
+
+
+# ---------------------------------------------------------------------------------------------
+# passes
+
+
+def _deskewed_crop(gray: np.ndarray, cand: _Cand, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Cut the candidate out rotated so that its bars are vertical. Returns (crop, M) where M maps
+    crop pixel coordinates to frame coordinates (2x3)."""
+    pad_u = max(40.0, 0.15 * cand.length)
+    pad_v = max(10.0, 0.1 * cand.height)
+    cw = int(math.ceil((cand.length + 2 * pad_u) * scale))
+    ch = int(math.ceil((cand.height + 2 * pad_v) * scale))
+    c, s = math.cos(cand.theta), math.sin(cand.theta)
+    k = 1.0 / scale
+    # frame = centre + (x - cw/2) * k * u + (y - ch/2) * k * v ; u = (c, s), v = (-s, c)
+    M = np.array(
+        [
+            [c * k, -s * k, cand.cx - (cw / 2) * c * k + (ch / 2) * s * k],
+            [s * k, c * k, cand.cy - (cw / 2) * s * k - (ch / 2) * c * k],
+        ],
+        dtype=np.float64,
+    )
+    flags = (cv2.INTER_CUBIC if scale > 1.0 else cv2.INTER_LINEAR) | cv2.WARP_INVERSE_MAP
+    crop = cv2.warpAffine(gray, M, (cw, ch), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    return crop, M
+
+
+def _map_points(points: list[tuple[int, int]], M: np.ndarray | None, dx: int = 0, dy: int = 0) -> np.ndarray:
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if M is not None:
+        p = p @ M[:, :2].T + M[:, 2]
+    else:
+        p = p + (dx, dy)
+    return p
+
+
+def _polygon(p: np.ndarray, symbology: str, frame_hw: tuple[int, int]) -> tuple[tuple[int, int], ...]:
+    h, w = frame_hw
+    if len(p) == 0:
+        return ()
+    if symbology in ONE_D and len(p) >= 2:
+        # ZBar gives scan-line end points; report the oriented box around them
+        rect = cv2.minAreaRect(p.astype(np.float32))
+        p = cv2.boxPoints(rect)
+    else:
+        p = cv2.convexHull(p.astype(np.float32)).reshape(-1, 2)
+    p = np.rint(p)
+    p[:, 0] = np.clip(p[:, 0], 0, w - 1)
+    p[:, 1] = np.clip(p[:, 1], 0, h - 1)
+    return tuple((int(x), int(y)) for x, y in p)
+
+
+def _inside_any(cand: _Cand, codes) -> bool:
+    for code in codes:
+        if len(code.polygon) >= 3:
+            poly = np.asarray(code.polygon, np.float32).reshape(-1, 1, 2)
+            if cv2.pointPolygonTest(poly, (float(cand.cx), float(cand.cy)), True) > -10:
+                return True
+    return False
+
+
+class _Collector:
+    def __init__(self, frame_hw: tuple[int, int]):
+        self.frame_hw = frame_hw
+        self.codes: dict[tuple[str, str], Code] = {}
+        self.errors: list[str] = []
+
+    def add(self, raws: list[_Raw], M: np.ndarray | None = None, dx: int = 0, dy: int = 0) -> int:
+        n = 0
+        for raw in raws:
+            text = _text_of(raw)
+            if text is None or not validate(raw.symbology, text):
+                continue
+            key = (raw.symbology, text)
+            n += 1
+            if key in self.codes:
+                continue
+            poly = _polygon(_map_points(raw.points, M, dx, dy), raw.symbology, self.frame_hw)
+            self.codes[key] = Code(raw.symbology, text, poly)
+        return n
+
+    def run(self, name: str, fn, *args, **kwargs) -> list[_Raw]:
+        """Call one pass; an exception loses only that pass."""
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # pyzbar ValueError on odd QR codes, etc.
+            self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            return []
+
+
+def _normalise_symbologies(symbologies: Iterable[str] | None) -> tuple[str, ...]:
+    if symbologies is None:
+        return DEFAULT_SYMBOLOGIES
+    if isinstance(symbologies, str):
+        symbologies = [symbologies]
+    out = []
+    for s in symbologies:
+        key = s.strip().lower().replace("-", "").replace("_", "")
+        key = {"qr": "qrcode", "i25": "itf", "interleaved2of5": "itf", "ean": "ean13", "upc": "upca"}.get(key, key)
+        if key not in SYMBOLOGIES:
+            raise ValueError(f"unknown symbology {s!r}; known: {', '.join(SYMBOLOGIES)}")
+        if key not in out:
+            out.append(key)
+    return tuple(out)
+
+
+def _zxing_pass(gray: np.ndarray, wanted: tuple[str, ...]) -> list[_Raw]:
+    import zxingcpp  # optional dependency
+
+    fmts = {"datamatrix": zxingcpp.BarcodeFormat.DataMatrix, "pdf417": zxingcpp.BarcodeFormat.PDF417}
+    formats = fmts[wanted[0]]
+    for w in wanted[1:]:
+        formats = formats | fmts[w]
+    out = []
+    for r in zxingcpp.read_barcodes(gray, formats=formats):
+        if not r.valid:
+            continue
+        name = "datamatrix" if r.format == zxingcpp.BarcodeFormat.DataMatrix else "pdf417"
+        p = r.position
+        pts = [(p.top_left.x, p.top_left.y), (p.top_right.x, p.top_right.y),
+               (p.bottom_right.x, p.bottom_right.y), (p.bottom_left.x, p.bottom_left.y)]
+        out.append(_Raw(name, r.text.encode("utf-8"), pts))
+    return out
+
+
+def decode(gray: np.ndarray, symbologies: Iterable[str] | None = None) -> list[Code]:
+    """All barcodes in a grayscale frame (uint8 HxW), 1-D codes at any rotation.
+
+    ``symbologies``: names from :data:`SYMBOLOGIES` (None = all ZBar reads: code128, code39, itf,
+    ean13, upca, qrcode).  Returns validated, deduplicated :class:`Code` s, polygons in frame pixels.
+    """
+    gray = np.asarray(gray)
+    if gray.ndim == 3:
+        gray = cv2.cvtColor(gray, cv2.COLOR_BGR2GRAY)
+    if gray.ndim != 2 or gray.size == 0:
+        raise ValueError(f"decode() needs a 2-D grayscale image, got shape {gray.shape}")
+    if gray.dtype != np.uint8:
+        gray = np.clip(gray, 0, 255).astype(np.uint8)
+    gray = np.ascontiguousarray(gray)
+    wanted = _normalise_symbologies(symbologies)
+    one_d = tuple(s for s in wanted if s in ONE_D)
+    two_d = tuple(s for s in wanted if s == "qrcode")
+    col = _Collector(gray.shape[:2])
+
+    cands = col.run("locate", _locate, gray) if (one_d or two_d) else []
+    missed: list[_Cand] = []
+    for cand in cands:
+        if cand.kind == "1d" and one_d:
+            crop, M = _deskewed_crop(gray, cand)
+            # bars are vertical now: averaging along them removes noise without softening edges
+            got = col.add(col.run("1d", _zbar, cv2.blur(crop, (1, 7)), one_d, x_density=0, y_density=2), M)
+            if not got:
+                got = col.add(col.run("1d-plain", _zbar, crop, one_d, x_density=0, y_density=2), M)
+            if not got and cand.length >= 80:
+                # retry: enlarged (thin modules), smoothed
+                crop2, M2 = _deskewed_crop(gray, cand, scale=1.6)
+                crop2 = cv2.GaussianBlur(crop2, (0, 0), 1.0)
+                got = col.add(col.run("1d-retry", _zbar, crop2, one_d, x_density=0, y_density=2), M2)
+            if not got and cand.length >= 80 and cand.height >= 24:
+                missed.append(cand)
+        elif cand.kind == "2d" and two_d:
+            x0, y0, x1, y1 = cand.bbox
+            mx, my = int(0.3 * (x1 - x0)) + 12, int(0.3 * (y1 - y0)) + 12
+            x0, y0 = max(0, x0 - mx), max(0, y0 - my)
+            x1, y1 = min(gray.shape[1], x1 + mx), min(gray.shape[0], y1 + my)
+            crop = gray[y0:y1, x0:x1]
+            if not col.add(col.run("qr", _zbar, crop, two_d), None, x0, y0):
+                # ZBar's QR finder is fragile on small rotated modules: retry enlarged
+                big = cv2.resize(crop, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC)
+                S = np.array([[0.5, 0.0, x0 - 0.25], [0.0, 0.5, y0 - 0.25]])
+                col.add(col.run("qr-retry", _zbar, big, two_d), S)
+
+    # a barcode-like region that nothing decoded (not lying inside a code that did decode)?
+    missed = [c for c in missed if not _inside_any(c, col.codes.values())]
+    if missed and one_d and _FALLBACK:
+        # fallback: whole frame, all wanted symbologies, reduced density (bounded, only when needed)
+        STATS["fallback"] += 1
+        col.add(col.run("frame", _zbar, gray, one_d, x_density=3, y_density=3))
+
+    zx = tuple(s for s in wanted if s in _ZXING_ONLY)
+    if zx:
+        col.add(col.run("zxing", _zxing_pass, gray, zx))
+    return list(col.codes.values())
+
+
+def decode_file(path, symbologies: Iterable[str] | None = None) -> tuple[list[Code], float]:
+    """Decode an image file (loaded as grayscale). Returns (codes, decode milliseconds).
+    Raises ValueError naming the file if it is missing or not a readable image."""
+    p = str(path)
+    gray = cv2.imread(p, cv2.IMREAD_GRAYSCALE)
+    if gray is None:
+        import os
+
+        reason = "no such file" if not os.path.exists(p) else "not a readable image"
+        raise ValueError(f"cannot read image {p!r}: {reason}")
+    t0 = time.perf_counter()
+    codes = decode(gray, symbologies)
+    return codes, (time.perf_counter() - t0) * 1000.0
