@@ -153,7 +153,9 @@ class LinePhysics:
         self.fates[p.index] = ParcelFate(p.index, chute_id, t, err, diverter)
         ch = self.chutes[chute_id]
         slide = self.cfg.sim.chute_slide_ms / 1000.0
-        ch.confirms.append((t + slide, t + slide + max(p.length_mm / self.v, 0.04)))
+        # the confirm eye sees parcels in the order and spacing they left the belt (head first)
+        t_head = t - (p.length_mm / 2 / self.v if diverter is not None else 0.0)
+        ch.confirms.append((t_head + slide, t_head + slide + p.length_mm / self.v))
         ch.count += 1
         if ch.count >= self.cfg.sim.chute_capacity and ch.full_since is None and chute_id != self.cfg.line.reject_chute:
             ch.full_since = t
