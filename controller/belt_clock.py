@@ -16,7 +16,7 @@ HALF = 2**31
 
 class BeltClock:
     def __init__(self, pulses_per_mm: float, nominal_mm_s: float, history_s: float = 5.0,
-                 speed_window_s: float = 0.2):
+                 speed_window_s: float = 0.5):
         self.ppmm = pulses_per_mm
         self.nominal_counts_s = nominal_mm_s * pulses_per_mm
         self.history_s = history_s

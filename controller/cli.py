@@ -134,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_decode)
 
+    from controller import cli_plc, cli_routes, cli_vision
+    for area in (cli_routes, cli_plc, cli_vision):
+        area.register(sub, with_config)
+
     args = p.parse_args(argv)
     if getattr(args, "file", None):
         args.config = args.file

@@ -102,6 +102,9 @@ class CameraConfig(Strict):
     position_mm: float = Field(ge=0, le=100_000, description="belt position at the centre of the view")
     symbologies: list[Symbology] = Field(default_factory=lambda: list(SYMBOLOGIES))
     nice: int = Field(default=10, ge=0, le=19, description="decoders yield the CPU to the timing loop")
+    max_frame_age_ms: float = Field(default=800, ge=10, le=60_000,
+                                    description="a frame older than this when its turn comes is dropped: "
+                                                "its parcel is past deciding, and decoding it would only delay the next")
 
 
 class RoutingConfig(Strict):

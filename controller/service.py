@@ -38,6 +38,7 @@ class CameraHealth:
         self.reads = 0
         self.dropped = 0
         self.restarts = 0
+        self.extra: dict = {}  # what the worker reports of itself (camera settings, rates ...)
         self.frame_times: deque[float] = deque(maxlen=200)
         self.decode_ms: deque[float] = deque(maxlen=500)
         self.last_error = ""
@@ -51,7 +52,7 @@ class CameraHealth:
             "fps": round(len(recent) / 10, 2), "dropped": self.dropped, "reads": self.reads,
             "decode_ms_p50": None if ms is None else round(float(np.percentile(ms, 50)), 1),
             "decode_ms_p99": None if ms is None else round(float(np.percentile(ms, 99)), 1),
-            "restarts": self.restarts, "error": self.last_error,
+            "restarts": self.restarts, "error": self.last_error, **self.extra,
         }
 
 
@@ -71,6 +72,7 @@ class Service:
         self.recent: deque[dict] = deque(maxlen=20)
         self.cameras = {c.name: CameraHealth(c.name) for c in cfg.cameras}
         self.camera_procs: dict[str, mp.Process] = {}
+        self.camera_cmds: dict[str, mp.Queue] = {}
         self.record_hook = record_hook
         self.records_seen = 0
         self.stopping = threading.Event()
@@ -102,8 +104,10 @@ class Service:
 
     def _start_camera(self, name: str) -> None:
         cam = next(c for c in self.cfg.cameras if c.name == name)
+        cmds = self.camera_cmds.setdefault(name, CTX.Queue(maxsize=256))
         p = CTX.Process(target=camera_main, name=f"sorter-camera-{name}", daemon=True,
-                        args=(name, self.camera_sources[name], list(cam.symbologies), cam.nice, self.cam_q))
+                        args=(name, self.camera_sources[name], list(cam.symbologies), cam.nice, self.cam_q,
+                              cam.max_frame_age_ms / 1000, cmds))
         p.start()
         self.camera_procs[name] = p
 
@@ -153,6 +157,16 @@ class Service:
                     self._reload_result.put((msg[1], msg[2]))
 
     def _on_record(self, rec: dict) -> None:
+        scan = rec.pop("_scan_mono", None)
+        for key in [k for k in rec if k.startswith("_")]:
+            rec.pop(key)
+        if rec.get("outcome") == "no_read" and scan is not None:
+            # ask every camera to keep what it saw of the parcel, for a supervisor to key in by hand
+            for q in self.camera_cmds.values():
+                try:
+                    q.put_nowait(("keep", rec["run_id"], rec["parcel_id"], scan[0], scan[1]))
+                except queue.Full:
+                    pass
         self.writer.submit(rec)
         self.stats.add(rec)
         self.recent.appendleft(rec)
@@ -174,9 +188,12 @@ class Service:
                 continue
             if kind == "idle":
                 self.send(("watermark", name, msg[2]))
+            elif kind == "health":
+                h.extra = dict(msg[2])
             elif kind == "frame":
                 _, _, t_cap, ms, _shape, codes, dropped, watermark = msg
-                self.send(*[("read", name, t_cap, sym, text) for sym, text, _poly in codes],
+                # a code is (symbology, text, polygon[, offset_mm along the belt when calibrated])
+                self.send(*[("read", name, t_cap, c[0], c[1], c[3] if len(c) > 3 else None) for c in codes],
                           ("watermark", name, watermark))
                 h.frames += 1
                 h.reads += len(codes)

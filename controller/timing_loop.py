@@ -73,8 +73,8 @@ class TimingLoop:
     def _handle(self, msg: tuple) -> None:
         kind = msg[0]
         if kind == "read":
-            _, camera, capture_mono, symbology, text = msg
-            self.tracker.add_read(Read(camera, symbology, text, capture_mono))
+            _, camera, capture_mono, symbology, text, offset_mm = msg
+            self.tracker.add_read(Read(camera, symbology, text, capture_mono, offset_mm))
         elif kind == "watermark":
             self.tracker.camera_caught_up(msg[1], msg[2])
         elif kind == "chute_enabled":

@@ -25,6 +25,7 @@ class Read:
     symbology: str
     text: str
     capture_mono: float
+    offset_mm: float | None = None  # along the belt from the camera's centre line (calibrated cameras)
 
 
 @dataclass
@@ -152,8 +153,9 @@ class Tracker:
             self.counters["orphan_reads"] += 1
             return
         at = self.clock.count_at(read.capture_mono)
-        tol = self.clock.counts(60)
-        pos = self.clock.counts(cam.position_mm - self.line.induct.position_mm)
+        tol = self.clock.counts(60 if read.offset_mm is None else 20)
+        where_mm = cam.position_mm + (read.offset_mm or 0.0)
+        pos = self.clock.counts(where_mm - self.line.induct.position_mm)
         best, best_d = None, None
         for p in self.parcels:
             head = at - p.head_count  # distance the head has travelled past the induct PE
@@ -293,7 +295,13 @@ class Tracker:
     def _finish(self, p: Parcel) -> None:
         p.state = "done"
         d = p.decision
+        induct = self.line.induct.position_mm
+        scan_lo = self.clock.mono_of(p.head_count + self.clock.counts(self.line.scan_zone.start_mm - induct))
+        tail = p.tail_count if p.tail_count is not None else p.head_count
+        scan_hi = self.clock.mono_of(tail + self.clock.counts(self.line.scan_zone.end_mm - induct))
         self.emit({
+            # keys starting with "_" are for the service process, not the record
+            "_scan_mono": (scan_lo, scan_hi),
             "run_id": self.run_id, "parcel_id": p.pid,
             "induct_wall": p.induct_wall,
             "decided_wall": p.decided_wall, "ended_wall": self.wall(),

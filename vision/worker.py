@@ -20,7 +20,10 @@ from vision.sources import NoFrame, SourceError, open_source
 log = logging.getLogger("sorter.camera")
 
 
-def camera_main(name: str, source: str, symbologies: list[str], nice: int, out_q) -> None:
+def camera_main(name: str, source: str, symbologies: list[str], nice: int, out_q,
+                max_age_s: float = 0.8, cmd_q=None) -> None:
+    """`cmd_q` brings requests from the service, e.g. ("keep", run_id, parcel_id, mono_lo, mono_hi)
+    to keep the frames of a no-read parcel."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s camera {name} %(levelname)s %(message)s")
     try:
         os.nice(nice)
@@ -41,6 +44,9 @@ def camera_main(name: str, source: str, symbologies: list[str], nice: int, out_q
                 except NoFrame:
                     # idle and caught up: everything captured until now has been decoded
                     _put(out_q, ("idle", name, time.monotonic()))
+                    continue
+                if time.monotonic() - t_cap > max_age_s:
+                    dropped += 1
                     continue
                 t0 = time.perf_counter()
                 codes = decode(frame, symbologies)
