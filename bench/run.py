@@ -154,9 +154,12 @@ def bench_sim(parcels: int, rate: float) -> None:
     print("\noutcomes: " + ", ".join(f"{k} {v}" for k, v in o.items() if v))
 
 
+ALL = ["decode", "routing", "tracking", "sim", "vision", "plc"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("which", nargs="*", default=["decode", "routing", "tracking", "sim"])
+    ap.add_argument("which", nargs="*", default=ALL)
     ap.add_argument("--parcels", type=int, default=600)
     ap.add_argument("--rate", type=float, default=12000)
     ap.add_argument("--frames", type=int, default=200)
@@ -171,6 +174,11 @@ def main() -> None:
         bench_tracking(300)
     if "sim" in args.which:
         bench_sim(args.parcels, args.rate)
+    # each area's own benchmark script (bench/<area>.py), run as it is
+    for area in ("vision", "routing", "plc"):
+        script = ROOT / "bench" / f"{area}.py"
+        if area in args.which and script.exists() or (args.which == ALL and script.exists()):
+            subprocess.run([sys.executable, str(script)], cwd=ROOT, check=False)
 
 
 if __name__ == "__main__":

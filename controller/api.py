@@ -13,9 +13,9 @@ import logging
 import math
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, runtime_checkable
+from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -171,6 +171,7 @@ def create_app(
     store: RecordStore,
     control: Control | None = None,
     token: str | None = None,
+    routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
     app = FastAPI(
         title="Sorting line controller",
@@ -312,5 +313,8 @@ def create_app(
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
 
+    # each area (routing, cameras, I/O) adds its own endpoints
+    for r in routers:
+        app.include_router(r)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -11,24 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-SignalTable = Literal["coil", "discrete_input", "input_register", "holding_register"]
-SYMBOLOGIES = ("code128", "code39", "itf", "ean13", "upca", "qrcode", "datamatrix", "pdf417")
-Symbology = Literal["code128", "code39", "itf", "ean13", "upca", "qrcode", "datamatrix", "pdf417"]
+from controller.config_base import Strict
+from controller.routing_config import RoutingConfig
+from plc.config import PlcConfig, Signal, SignalTable, verify_io
+from plc.sim.config import SimConfig
+from vision.config import SYMBOLOGIES, CameraConfig, Symbology, verify_cameras
 
+__all__ = ["Config", "Strict", "Signal", "SignalTable", "PlcConfig", "CameraConfig", "RoutingConfig",
+           "SYMBOLOGIES", "Symbology", "verify_line"]
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Signal(Strict):
-    """One named point in the I/O map."""
-
-    table: SignalTable = Field(description="Modbus table the signal lives in")
-    address: int = Field(ge=0, le=65535, description="0-based Modbus address")
-    unit: int = Field(default=1, ge=0, le=247, description="Modbus unit (device) id")
-    words: Literal[1, 2] = Field(default=1, description="registers: 2 for a 32-bit counter (high word first)")
 
 
 class InductConfig(Strict):
@@ -87,31 +80,6 @@ class LineConfig(Strict):
     chutes: list[ChuteConfig] = Field(min_length=1, max_length=400)
 
 
-class PlcConfig(Strict):
-    mode: Literal["direct"] = "direct"
-    url: str = Field(default="tcp://127.0.0.1:1502", description="tcp://HOST:PORT")
-    timeout_s: float = Field(default=0.25, gt=0, le=10)
-    poll_hz: float = Field(default=1000, ge=10, le=5000)
-    reconnect_min_s: float = Field(default=0.2, gt=0, le=60)
-    reconnect_max_s: float = Field(default=5.0, gt=0, le=600)
-
-
-class CameraConfig(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
-    source: str = Field(description="sim://NAME, a video file, a folder of images, or a device index")
-    position_mm: float = Field(ge=0, le=100_000, description="belt position at the centre of the view")
-    symbologies: list[Symbology] = Field(default_factory=lambda: list(SYMBOLOGIES))
-    nice: int = Field(default=10, ge=0, le=19, description="decoders yield the CPU to the timing loop")
-    max_frame_age_ms: float = Field(default=800, ge=10, le=60_000,
-                                    description="a frame older than this when its turn comes is dropped: "
-                                                "its parcel is past deciding, and decoding it would only delay the next")
-
-
-class RoutingConfig(Strict):
-    routes: Path = Field(description="town -> chute rule file (YAML)")
-    manifest: Path = Field(description="SQLite manifest database (waybill -> town)")
-
-
 class RecordsConfig(Strict):
     database: Path
 
@@ -119,37 +87,6 @@ class RecordsConfig(Strict):
 class ApiConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
-
-
-class SimConfig(Strict):
-    """The simulated line that `sorter sim` runs in place of the hardware."""
-
-    modbus_port: int = Field(default=1502, ge=0, le=65535, description="0 = any free port")
-    frame_port: int = Field(default=0, ge=0, le=65535, description="camera frames; 0 = any free port")
-    rate_pph: float = Field(default=6000, gt=0, le=40_000)
-    length_mm: tuple[float, float] = (150, 600)
-    width_mm: tuple[float, float] = (100, 450)
-    min_gap_mm: float = Field(default=120, ge=0, le=5000)
-    encoder_start: int = Field(default=0, ge=0, le=2**32 - 1, description="start near 2**32 to test the wrap")
-    chute_capacity: int = Field(default=150, ge=1, le=100_000)
-    chute_empty_s: float = Field(default=8, ge=0, le=3600)
-    chute_slide_ms: float = Field(default=400, ge=0, le=10_000, description="diverter to confirm photo-eye")
-    p_qr: float = Field(default=0.6, ge=0, le=1)
-    p_ean13: float = Field(default=0.5, ge=0, le=1)
-    p_stale_waybill: float = Field(default=0.02, ge=0, le=1)
-    p_damaged: float = Field(default=0.02, ge=0, le=1)
-    p_missing_label: float = Field(default=0.01, ge=0, le=1)
-    p_face_down: float = Field(default=0.01, ge=0, le=1)
-    p_unknown_waybill: float = Field(default=0.02, ge=0, le=1, description="waybill not in the manifest")
-    towns: list[str] = Field(default_factory=list, description="destinations the simulated parcels go to")
-
-    @model_validator(mode="after")
-    def verify_ranges(self) -> "SimConfig":
-        for key in ("length_mm", "width_mm"):
-            lo, hi = getattr(self, key)
-            if not 0 < lo <= hi <= 5000:
-                raise ValueError(f"{key} must be [min, max] with 0 < min <= max <= 5000")
-        return self
 
 
 class Config(Strict):
@@ -247,19 +184,6 @@ def verify_line(cfg: Config) -> list[tuple[str, str]]:
         problems.append(("line.scan_zone", "the scan zone starts before the induct photo-eye"))
     if line.min_length_mm > line.max_length_mm:
         problems.append(("line.min_length_mm", "larger than max_length_mm"))
-    for i, cam in enumerate(cfg.cameras):
-        if not line.scan_zone.start_mm <= cam.position_mm <= line.scan_zone.end_mm:
-            problems.append((f"cameras.{i}.position_mm", f"{cam.position_mm} is outside the scan zone"))
-    cams = [c.name for c in cfg.cameras]
-    for dup in {n for n in cams if cams.count(n) > 1}:
-        problems.append(("cameras", f"camera {dup!r} is defined twice"))
-
-    # two signals on one output point would fire each other's diverter
-    seen: dict[tuple[int, str, int], str] = {}
-    for name, sig in io.items():
-        for w in range(sig.words):
-            key = (sig.unit, sig.table, sig.address + w)
-            if key in seen:
-                problems.append((f"io.{name}", f"overlaps io.{seen[key]} at {sig.table} {sig.address + w}"))
-            seen[key] = name
+    problems += verify_cameras(cfg)
+    problems += verify_io(cfg)
     return problems

@@ -56,6 +56,11 @@ class Router:
         self.manifest = Manifest(manifest_path, readonly=True)
         self._reload_lock = threading.Lock()
 
+    @classmethod
+    def from_config(cls, cfg) -> "Router":
+        """The one way the controller and the simulation build a Router from a line config."""
+        return cls(cfg.routing.routes, cfg.routing.manifest, {c.id: c.alternate for c in cfg.line.chutes})
+
     @property
     def version(self) -> str:
         return self._table.version

@@ -39,8 +39,7 @@ class TimingLoop:
         self.cfg, self.conn = cfg, conn
         self.url = plc_url or cfg.plc.url
         self.io = ModbusIO(self.url, cfg.io, cfg.plc.timeout_s)
-        chutes = {c.id: c.alternate for c in cfg.line.chutes}
-        self.router = Router(cfg.routing.routes, cfg.routing.manifest, chutes)
+        self.router = Router.from_config(cfg)
         self.tracker = Tracker(cfg, self.router.decide, self._emit_record, run_id)
         self.alarms = Alarms()
         self.period = 1.0 / cfg.plc.poll_hz

@@ -15,7 +15,11 @@ log = logging.getLogger("sorter.web")
 
 class ApiServer:
     def __init__(self, svc, host: str, port: int):
-        app = create_app(svc.status, svc.store, control=svc, token=svc.token)
+        from controller import api_routing
+        from plc import api_plc
+        from vision import api_vision
+        routers = [r for r in (m.router(svc) for m in (api_routing, api_vision, api_plc)) if r is not None]
+        app = create_app(svc.status, svc.store, control=svc, token=svc.token, routers=routers)
         self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                                     access_log=False, lifespan="off"))
         self.thread = threading.Thread(target=self.server.run, name="api", daemon=True)

@@ -41,7 +41,7 @@ def drive(cfg: Config, n: int, seed: int = 1, poll_s: float = 0.001, decode_late
     module = SimIOModule(cfg, physics)
     now = {"t": 0.0}
     out = Drive(physics=physics)
-    router = Router(cfg.routing.routes, cfg.routing.manifest, {c.id: c.alternate for c in cfg.line.chutes})
+    router = Router.from_config(cfg)
     tracker = Tracker(cfg, router.decide, out.records.append, "test", wall=lambda: 1.7e9 + now["t"])
     out.tracker = tracker
     cam = cfg.cameras[0]

@@ -1,0 +1,38 @@
+"""Config of the simulated line that `sorter sim` runs in place of the hardware (the `sim:` section)."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from controller.config_base import Strict
+
+
+class SimConfig(Strict):
+    """The simulated line that `sorter sim` runs in place of the hardware."""
+
+    modbus_port: int = Field(default=1502, ge=0, le=65535, description="0 = any free port")
+    frame_port: int = Field(default=0, ge=0, le=65535, description="camera frames; 0 = any free port")
+    rate_pph: float = Field(default=6000, gt=0, le=40_000)
+    length_mm: tuple[float, float] = (150, 600)
+    width_mm: tuple[float, float] = (100, 450)
+    min_gap_mm: float = Field(default=120, ge=0, le=5000)
+    encoder_start: int = Field(default=0, ge=0, le=2**32 - 1, description="start near 2**32 to test the wrap")
+    chute_capacity: int = Field(default=150, ge=1, le=100_000)
+    chute_empty_s: float = Field(default=8, ge=0, le=3600)
+    chute_slide_ms: float = Field(default=400, ge=0, le=10_000, description="diverter to confirm photo-eye")
+    p_qr: float = Field(default=0.6, ge=0, le=1)
+    p_ean13: float = Field(default=0.5, ge=0, le=1)
+    p_stale_waybill: float = Field(default=0.02, ge=0, le=1)
+    p_damaged: float = Field(default=0.02, ge=0, le=1)
+    p_missing_label: float = Field(default=0.01, ge=0, le=1)
+    p_face_down: float = Field(default=0.01, ge=0, le=1)
+    p_unknown_waybill: float = Field(default=0.02, ge=0, le=1, description="waybill not in the manifest")
+    towns: list[str] = Field(default_factory=list, description="destinations the simulated parcels go to")
+
+    @model_validator(mode="after")
+    def verify_ranges(self) -> "SimConfig":
+        for key in ("length_mm", "width_mm"):
+            lo, hi = getattr(self, key)
+            if not 0 < lo <= hi <= 5000:
+                raise ValueError(f"{key} must be [min, max] with 0 < min <= max <= 5000")
+        return self
