@@ -98,6 +98,37 @@ def cmd_decode(args) -> int:
     return run(args.images, args.json)
 
 
+def cmd_export(args) -> int:
+    """Daily export per carrier, for billing: one CSV per carrier (or one for --carrier)."""
+    import datetime as dt
+    from pathlib import Path
+
+    from controller.records import RecordStore
+    cfg = _load(args.config)
+    try:
+        day = dt.date.fromisoformat(args.day) if args.day else dt.date.today() - dt.timedelta(days=1)
+    except ValueError:
+        sys.stderr.write(f"--day {args.day!r}: expected YYYY-MM-DD\n")
+        return 2
+    if not Path(cfg.records.database).exists():
+        sys.stderr.write(f"{cfg.records.database}: no records database (has the line run?)\n")
+        return 2
+    store = RecordStore(cfg.records.database)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    carriers = [args.carrier] if args.carrier else sorted(
+        {r[0] for r in store._conn.execute("SELECT DISTINCT carrier FROM parcels WHERE carrier IS NOT NULL")})
+    for carrier in carriers:
+        path = out_dir / f"{day.isoformat()}-{carrier}.csv"
+        tmp = path.with_suffix(".csv.tmp")
+        with open(tmp, "w", encoding="utf-8-sig", newline="") as f:  # BOM: Excel on Chinese Windows
+            n = store.export_csv(f, day, carrier)
+        tmp.replace(path)
+        print(f"{path}: {n} parcels")
+    store.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="sorter", description="Sorting-station controller for shared distribution centres")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -133,6 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("images", nargs="+")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_decode)
+
+    sp = with_config(sub.add_parser("export", help="daily CSV export of parcel records per carrier (billing)"))
+    sp.add_argument("--day", help="YYYY-MM-DD (default: yesterday)")
+    sp.add_argument("--carrier", help="only this carrier (default: one file per carrier)")
+    sp.add_argument("--out", default="exports", help="output folder (default %(default)s)")
+    sp.set_defaults(fn=cmd_export)
 
     from controller import cli_plc, cli_routes, cli_vision
     for area in (cli_routes, cli_plc, cli_vision):

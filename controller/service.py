@@ -190,6 +190,11 @@ class Service:
                 self.send(("watermark", name, msg[2]))
             elif kind == "health":
                 h.extra = dict(msg[2])
+                # a worker may report a slow drift (dirty lens, failing light) as an alarm text
+                if h.extra.get("alarm"):
+                    self.alarms.raise_(f"camera_{name}_health", str(h.extra["alarm"]))
+                else:
+                    self.alarms.clear(f"camera_{name}_health")
             elif kind == "frame":
                 _, _, t_cap, ms, _shape, codes, dropped, watermark = msg
                 # a code is (symbology, text, polygon[, offset_mm along the belt when calibrated])
