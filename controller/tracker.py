@@ -44,6 +44,7 @@ class Parcel:
     chute: str | None = None        # where we send it
     expect_chute: str | None = None  # where we expect the confirm
     expect_from_mono: float = 0.0
+    expect_at_mono: float = 0.0      # when its centre passes the diverter (or reaches the end)
     expect_until_mono: float = 0.0
     decided_mono: float | None = None
     decided_wall: float | None = None
@@ -74,6 +75,7 @@ class Tracker:
         self.counters = {"orphan_reads": 0, "late_reads": 0, "unexpected_confirms": 0, "noise_pulses": 0,
                          "decisions_without_all_cameras": 0}
         self.unexpected_by_chute: dict[str, int] = {}
+        self.confirm_delay_s: dict[str, float] = {}  # learned: diverter -> confirm photo-eye, per chute
         self.paused = False
         # per camera: every frame captured before this moment has been decoded and its reads sent
         self.watermarks: dict[str, float] = {}
@@ -144,7 +146,14 @@ class Tracker:
                     # a flicker of the photo-eye, not a parcel: it never gets a record
                     self.parcels.remove(p)
                     self.counters["noise_pulses"] += 1
-                break
+                return
+        # the photo-eye was already blocked when tracking (re)started: a parcel whose head nobody saw
+        p = Parcel(self.next_pid, tail - self.clock.counts(self.line.min_length_mm), t_edge, self.wall(), None,
+                   tail_count=tail, state="travelling", outcome="fault",
+                   reason="head not seen (tracking started while the induct photo-eye was blocked)")
+        self.next_pid += 1
+        self.parcels.append(p)
+        self._expect_reject(p)
 
     # ---------------------------------------------------------------- reads
     def add_read(self, read: Read) -> None:
@@ -235,6 +244,7 @@ class Tracker:
     def _expect(self, p: Parcel, chute_id: str, centre_mono: float) -> None:
         c = self.chutes[chute_id]
         p.expect_chute = chute_id
+        p.expect_at_mono = centre_mono
         p.expect_from_mono = centre_mono - 0.05
         p.expect_until_mono = centre_mono + c.confirm_timeout_ms / 1000
 
@@ -261,15 +271,22 @@ class Tracker:
 
     # ---------------------------------------------------------------- confirms
     def _confirm(self, chute_id: str, t: float) -> None:
-        for p in self.parcels:
-            if p.state == "travelling" and p.expect_chute == chute_id and p.expect_from_mono <= t:
-                p.actual_chute = chute_id
-                if p.outcome is None:
-                    p.outcome, p.reason = "sorted", f"confirmed in {chute_id}"
-                self._finish(p)
-                return
-        self.counters["unexpected_confirms"] += 1
-        self.unexpected_by_chute[chute_id] = self.unexpected_by_chute.get(chute_id, 0) + 1
+        waiting = [p for p in self.parcels if p.state == "travelling" and p.expect_chute == chute_id
+                   and p.expect_from_mono <= t <= p.expect_until_mono]
+        if not waiting:
+            self.counters["unexpected_confirms"] += 1
+            self.unexpected_by_chute[chute_id] = self.unexpected_by_chute.get(chute_id, 0) + 1
+            return
+        delay = self.confirm_delay_s.get(chute_id)
+        # with the chute's usual delay known, the parcel due closest to now is the one that arrived:
+        # a lost parcel ahead must not take the confirm of the one behind it
+        p = waiting[0] if delay is None else min(waiting, key=lambda q: abs(t - q.expect_at_mono - delay))
+        seen = t - p.expect_at_mono
+        self.confirm_delay_s[chute_id] = seen if delay is None else 0.9 * delay + 0.1 * seen
+        p.actual_chute = chute_id
+        if p.outcome is None:
+            p.outcome, p.reason = "sorted", f"confirmed in {chute_id}"
+        self._finish(p)
 
     def _timeout(self, p: Parcel) -> None:
         c = self.chutes[p.expect_chute]

@@ -30,7 +30,7 @@ class Drive:
 
 def drive(cfg: Config, n: int, seed: int = 1, poll_s: float = 0.001, decode_latency_s: float = 0.03,
           cameras_report: bool = True, reads: bool = True, plan: ParcelPlan | None = None,
-          tweak=None) -> Drive:
+          tweak=None, start_late_s: float = 0.0) -> Drive:
     plan = plan or ParcelPlan(cfg, seed)
     sim = SimLine(cfg, seed, n, plan)
     sim.advise(n)
@@ -74,6 +74,10 @@ def drive(cfg: Config, n: int, seed: int = 1, poll_s: float = 0.001, decode_late
                 tracker.camera_caught_up(cam.name, t_cap if pending else t_deliver)
         values = {k: int(b) for k, b in module.input_bits(t).items()}
         values[cfg.line.encoder_signal] = physics.encoder(t)
+        if t < start_late_s:  # the controller is not polling yet
+            physics.advance(t)
+            t += poll_s
+            continue
         tracker.on_inputs(t, values)
         tracker.settle_cancelled()
         # outputs fall due between polls: write them at their moment, as the timing loop does

@@ -91,3 +91,31 @@ def test_touching_parcels_are_gap_too_small_and_rejected(cfg):
     assert small
     assert all(r["actual_chute"] == "REJECT" for r in small)
     assert len(d.records) == 120
+
+
+def test_a_parcel_missed_by_its_confirm_eye_does_not_take_the_next_ones_confirm(cfg):
+    # parcels 10..12 all go to one chute; the eye misses parcel 10 only
+    cfg = cfg.model_copy(update={"sim": cfg.sim.model_copy(update={"towns": ["泽国镇"], "rate_pph": 12000})})
+    missed = 10
+
+    def miss_one(physics):
+        land = physics._land
+
+        def _land(p, chute_id, t, err, diverter):
+            land(p, chute_id, t, err, diverter)
+            if p.index == missed:
+                physics.chutes[chute_id].confirms.pop()
+        physics._land = _land
+
+    d = drive(cfg, 30, tweak=miss_one)
+    lost = [r for r in d.records if r["outcome"] == "lost"]
+    assert len(lost) == 1
+    by_waybill = {p.waybill: i for i, p in ((i, ParcelPlan(cfg, 1).get(i)) for i in range(30))}
+    assert by_waybill[lost[0]["waybill"]] == missed
+
+
+def test_a_parcel_already_on_the_eye_at_start_is_recorded_as_fault(cfg):
+    d = drive(cfg, 5, start_late_s=1.05)  # the first parcel's head passed before tracking began
+    assert len(d.records) == 5
+    unseen = [r for r in d.records if "head not seen" in r["reason"]]
+    assert len(unseen) == 1 and unseen[0]["outcome"] == "fault" and unseen[0]["actual_chute"] == "REJECT"
