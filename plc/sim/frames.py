@@ -73,7 +73,7 @@ class FrameServer:
 
 def frames_main(cfg: Config, seed: int, n_parcels: int | None, conn: Connection, plan_kwargs: dict) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s frames %(levelname)s %(message)s")
-    plan = ParcelPlan(cfg, seed, **plan_kwargs)
+    plan = ParcelPlan(cfg, seed, keep=None if n_parcels else 1000, **plan_kwargs)
     server = FrameServer()
     conn.send(("ready", server.port))
     msg = conn.recv()

@@ -22,6 +22,7 @@ from plc.sim.physics import LinePhysics
 
 log = logging.getLogger("sorter.sim")
 MANIFEST_AHEAD = 2000  # parcels of pre-advice kept ahead of induction in an endless run
+KEEP_ENDLESS = 20_000  # an endless run remembers this many parcels (its memory stays flat for months)
 
 
 class SimLine:
@@ -65,7 +66,10 @@ class SimLine:
             return out
         errors = []
         for i in range(ph.next_index):
-            p = self.plan.get(i)
+            try:
+                p = self.plan.get(i)
+            except IndexError:  # an endless run no longer keeps its oldest parcels
+                continue
             fate = ph.fates.get(i)
             want = self.expected_chute(p)
             ok_chutes = {want} if want else {reject}
@@ -125,6 +129,7 @@ async def _serve(sim: SimLine, conn: Connection, host: str, port: int) -> None:
                 msg = None
             if sim.physics is not None and sim.n is None:
                 sim.advise(sim.physics.next_index + MANIFEST_AHEAD)
+                sim.physics.forget_before(sim.physics.next_index - KEEP_ENDLESS // 2)
             if msg is None:
                 continue
             if msg[0] == "start":
@@ -143,7 +148,7 @@ def sim_line_main(cfg: Config, seed: int, n_parcels: int | None, conn: Connectio
                   plan_kwargs: dict, host: str = "127.0.0.1") -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s sim %(levelname)s %(message)s")
     logging.getLogger("pymodbus").setLevel(logging.ERROR)
-    plan = ParcelPlan(cfg, seed, **plan_kwargs)
+    plan = ParcelPlan(cfg, seed, keep=None if n_parcels else KEEP_ENDLESS, **plan_kwargs)
     sim = SimLine(cfg, seed, n_parcels, plan)
     sim.advise(n_parcels if n_parcels is not None else MANIFEST_AHEAD)
     import selectors

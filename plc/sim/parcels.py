@@ -56,7 +56,8 @@ class ParcelPlan:
     """Deterministic stream of parcels for one run."""
 
     def __init__(self, cfg: Config, seed: int, rate_pph: float | None = None,
-                 length_mm: tuple[float, float] | None = None, belt_speed_mps: float | None = None):
+                 length_mm: tuple[float, float] | None = None, belt_speed_mps: float | None = None,
+                 keep: int | None = None):
         self.sim = cfg.sim
         self.seed = seed
         self.rate_pph = rate_pph or cfg.sim.rate_pph
@@ -69,7 +70,9 @@ class ParcelPlan:
         pitch_mm = self.speed_mm_s * 3600.0 / self.rate_pph
         self.mean_extra_gap = max(0.0, pitch_mm - mean_len - self.sim.min_gap_mm)
         self.achievable_pph = self.speed_mm_s * 3600.0 / (mean_len + self.sim.min_gap_mm)
-        self._cache: list[PlannedParcel] = []
+        self._cache: dict[int, PlannedParcel] = {}
+        self._next = 0  # parcels are made in order: the gaps are drawn one after another
+        self.keep = keep  # an endless run keeps only the newest parcels in memory
         self._gap_rng = np.random.default_rng([seed, 1])
 
     def _make(self, index: int, head_s: float, length: float) -> PlannedParcel:
@@ -95,24 +98,22 @@ class ParcelPlan:
         )
 
     def get(self, index: int) -> PlannedParcel:
-        while len(self._cache) <= index:
-            i = len(self._cache)
+        if index < self._next and index not in self._cache:
+            raise IndexError(f"parcel {index} is no longer kept (keep={self.keep})")
+        while self._next <= index:
+            i = self._next
             length = float(self._gap_rng.uniform(*self.length_mm))
             if i == 0:
                 head_s = 1.0
             else:
-                prev = self._cache[-1]
+                prev = self._cache[i - 1]
                 gap = self.sim.min_gap_mm + float(self._gap_rng.exponential(self.mean_extra_gap or 1e-9))
                 head_s = prev.head_s + (prev.length_mm + gap) / self.speed_mm_s
-            self._cache.append(self._make(i, head_s, length))
+            self._cache[i] = self._make(i, head_s, length)
+            self._next += 1
+            if self.keep is not None:
+                self._cache.pop(i - self.keep, None)
         return self._cache[index]
-
-    def first_after(self, t_s: float) -> int:
-        """Index of the first parcel whose head crosses the induct PE at or after t_s."""
-        i = 0
-        while self.get(i).head_s < t_s:
-            i += 1
-        return i
 
 
 def ideal_time_s(parcel: PlannedParcel, at_mm: float, induct_mm: float, speed_mm_s: float,

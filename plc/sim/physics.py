@@ -160,6 +160,11 @@ class LinePhysics:
         if ch.count >= self.cfg.sim.chute_capacity and ch.full_since is None and chute_id != self.cfg.line.reject_chute:
             ch.full_since = t
 
+    def forget_before(self, index: int) -> None:
+        """Drop the fates of parcels long gone (endless runs)."""
+        for i in [i for i in self.fates if i < index]:
+            del self.fates[i]
+
     # --- what the I/O module shows -----------------------------------------------------
     def induct_blocked(self, t: float) -> bool:
         for p, _ in reversed(self.on_belt):
