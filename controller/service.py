@@ -30,6 +30,14 @@ log = logging.getLogger("sorter.service")
 CTX = mp.get_context("spawn")
 
 
+def child(target, *args) -> None:
+    """Entry of every child process: Ctrl-C is for the service, which stops its children in order
+    (the timing process first puts the outputs in their safe state)."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    target(*args)
+
+
 class CameraHealth:
     def __init__(self, name: str):
         self.name = name
@@ -96,17 +104,17 @@ class Service:
         self._rebuild_snapshot()
 
     def _start_timing(self) -> None:
-        self.timing_conn, child = CTX.Pipe(duplex=True)
-        self.timing_proc = CTX.Process(target=timing_main, name="sorter-timing",
-                                       args=(self.cfg, child, self.run_id, self.plc_url), daemon=True)
+        self.timing_conn, child_end = CTX.Pipe(duplex=True)
+        self.timing_proc = CTX.Process(target=child, name="sorter-timing",
+                                       args=(timing_main, self.cfg, child_end, self.run_id, self.plc_url), daemon=True)
         self.timing_proc.start()
-        child.close()
+        child_end.close()
 
     def _start_camera(self, name: str) -> None:
         cam = next(c for c in self.cfg.cameras if c.name == name)
         cmds = self.camera_cmds.setdefault(name, CTX.Queue(maxsize=256))
-        p = CTX.Process(target=camera_main, name=f"sorter-camera-{name}", daemon=True,
-                        args=(name, self.camera_sources[name], list(cam.symbologies), cam.nice, self.cam_q,
+        p = CTX.Process(target=child, name=f"sorter-camera-{name}", daemon=True,
+                        args=(camera_main, name, self.camera_sources[name], list(cam.symbologies), cam.nice, self.cam_q,
                               cam.max_frame_age_ms / 1000, cmds))
         p.start()
         self.camera_procs[name] = p

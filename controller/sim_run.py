@@ -15,7 +15,7 @@ import threading
 import time
 
 from controller.config import Config
-from controller.service import CTX, Service
+from controller.service import CTX, Service, child
 from plc.sim.frames import frames_main
 from plc.sim.line import sim_line_main
 
@@ -67,12 +67,12 @@ def run_sim(cfg: Config, parcels: int | None, seed: int, api_host: str, api_port
     plan_kwargs = {"rate_pph": cfg.sim.rate_pph, "length_mm": tuple(cfg.sim.length_mm),
                    "belt_speed_mps": cfg.line.belt_speed_mps}
     line_conn, line_child = CTX.Pipe()
-    line_proc = CTX.Process(target=sim_line_main, name="sorter-sim-line", daemon=True,
-                            args=(cfg, seed, parcels, line_child, plan_kwargs))
+    line_proc = CTX.Process(target=child, name="sorter-sim-line", daemon=True,
+                            args=(sim_line_main, cfg, seed, parcels, line_child, plan_kwargs))
     line_proc.start()
     frames_conn, frames_child = CTX.Pipe()
-    frames_proc = CTX.Process(target=frames_main, name="sorter-sim-frames", daemon=True,
-                              args=(cfg, seed, parcels, frames_child, plan_kwargs))
+    frames_proc = CTX.Process(target=child, name="sorter-sim-frames", daemon=True,
+                              args=(frames_main, cfg, seed, parcels, frames_child, plan_kwargs))
     frames_proc.start()
     _, modbus_port = _expect(line_conn, "ready", 30, "simulated line")
     _, frame_port = _expect(frames_conn, "ready", 30, "simulated cameras")
