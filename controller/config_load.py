@@ -116,4 +116,5 @@ def load_config(path: str | Path) -> Config:
         update={"routes": base / cfg.routing.routes, "manifest": base / cfg.routing.manifest}
     )
     records = cfg.records.model_copy(update={"database": base / cfg.records.database})
-    return cfg.model_copy(update={"routing": routing, "records": records})
+    cameras = [c.resolved(base) for c in cfg.cameras]
+    return cfg.model_copy(update={"routing": routing, "records": records, "cameras": cameras})

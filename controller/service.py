@@ -24,18 +24,19 @@ from controller.config import Config
 from controller.records import RecordStore, RecordWriter
 from controller.stats import LineStats
 from controller.timing_loop import timing_main
+from vision.config import noread_dir
 from vision.worker import camera_main
 
 log = logging.getLogger("sorter.service")
 CTX = mp.get_context("spawn")
 
 
-def child(target, *args) -> None:
+def child(target, *args, **kwargs) -> None:
     """Entry of every child process: Ctrl-C is for the service, which stops its children in order
     (the timing process first puts the outputs in their safe state)."""
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    target(*args)
+    target(*args, **kwargs)
 
 
 class CameraHealth:
@@ -115,7 +116,8 @@ class Service:
         cmds = self.camera_cmds.setdefault(name, CTX.Queue(maxsize=256))
         p = CTX.Process(target=child, name=f"sorter-camera-{name}", daemon=True,
                         args=(camera_main, name, self.camera_sources[name], list(cam.symbologies), cam.nice, self.cam_q,
-                              cam.max_frame_age_ms / 1000, cmds))
+                              cam.max_frame_age_ms / 1000, cmds),
+                        kwargs={"config": cam, "keep_dir": str(noread_dir(self.cfg, cam))})
         p.start()
         self.camera_procs[name] = p
 
@@ -168,6 +170,13 @@ class Service:
         scan = rec.pop("_scan_mono", None)
         for key in [k for k in rec if k.startswith("_")]:
             rec.pop(key)
+        if scan is not None:
+            # the cameras count reads per parcel and their read rate by the parcels' scan windows
+            for q in self.camera_cmds.values():
+                try:
+                    q.put_nowait(("parcel", rec["run_id"], rec["parcel_id"], scan[0], scan[1]))
+                except queue.Full:
+                    pass
         if rec.get("outcome") == "no_read" and scan is not None:
             # ask every camera to keep what it saw of the parcel, for a supervisor to key in by hand
             for q in self.camera_cmds.values():
@@ -200,7 +209,7 @@ class Service:
                 h.extra = dict(msg[2])
                 # a worker may report a slow drift (dirty lens, failing light) as an alarm text
                 if h.extra.get("alarm"):
-                    self.alarms.raise_(f"camera_{name}_health", str(h.extra["alarm"]))
+                    self.alarms.raise_(f"camera_{name}_health", f"camera {name}: {h.extra['alarm']}")
                 else:
                     self.alarms.clear(f"camera_{name}_health")
             elif kind == "frame":

@@ -95,13 +95,19 @@ class Tracker:
         return (self.clock.mono_of(on) - d.actuation_ms / 1000
                 - self.line.min_decision_lead_ms / 1000 - 0.005)
 
-    def _reads_complete(self, exit_mono: float, now: float) -> bool:
-        """Every camera has decoded what it captured until the parcel left the scan zone. A source
-        that never says how far it has got (a code reader) is given a fixed grace instead."""
+    def _reads_complete(self, p: Parcel, exit_mono: float, now: float) -> bool:
+        """Every camera has decoded what it captured until the parcel left its view. A source that
+        never says how far it has got (a code reader) is given a fixed grace instead."""
         grace_over = now >= exit_mono + self.line.decision_grace_ms / 1000
-        for cam in self.cameras:
-            mark = self.watermarks.get(cam)
-            if mark is None and not grace_over or mark is not None and mark < exit_mono:
+        induct = self.line.induct.position_mm
+        for name, cam in self.cameras.items():
+            mark = self.watermarks.get(name)
+            if mark is None:
+                if not grace_over:
+                    return False
+                continue
+            out_of_view = p.tail_count + self.clock.counts(cam.position_mm + cam.view_mm / 2 - induct)
+            if mark < self.clock.mono_of(out_of_view):
                 return False
         return True
 
@@ -194,7 +200,7 @@ class Tracker:
                 exit_count = p.tail_count + exit_at
                 if now_count >= exit_count:
                     exit_mono = self.clock.mono_of(exit_count)
-                    if self._reads_complete(exit_mono, now):
+                    if self._reads_complete(p, exit_mono, now):
                         self._decide(p, now, exit_mono)
                     elif now >= self._latest_decision_mono(p):
                         self.counters["decisions_without_all_cameras"] += 1

@@ -1,8 +1,27 @@
 """One camera worker process: frames from its source, barcodes decoded, reads sent on.
 
-Runs at a lower priority than the timing process. Results go to the service over a bounded queue
-with a non-blocking put: when the service falls behind, results are dropped and counted, never
-queued without bound and never allowed to stall the camera.
+Started by the service with the ``spawn`` context (never fork: the service is threaded), one per
+camera, at a lower priority (``nice``) than the timing process. Inside:
+
+* a **capture thread** reads the source straight into a pre-allocated shared-memory ring
+  (:mod:`vision.ring`): no copies, a bounded number of frames waiting (the oldest is dropped and
+  counted when the decoder is behind), capture time on the monotonic clock;
+* the **main thread** decodes each waiting frame, maps each read's position to belt millimetres
+  through the camera's calibration, and sends the results with a non-blocking put (dropped and
+  counted when the service is behind); it also answers the service's commands and sends health.
+
+A source that fails is reopened with backoff (0.5 s doubling to 10 s); a free-running camera
+(USB, IP) that stops delivering frames for ``stall_s`` is declared down and reopened, and if its
+driver hangs inside a read the process exits so that the service restarts it.
+
+Messages (``out_q``): ("camera_up", name, source), ("camera_down", name, error),
+("idle", name, mono), ("frame", name, capture_mono, decode_ms, shape, codes, dropped, watermark)
+with codes ``(symbology, text, polygon, offset_mm)`` (offset_mm None when uncalibrated),
+("health", name, dict) about every second.
+Commands (``cmd_q``): ("keep", run_id, parcel_id, mono_lo, mono_hi) keeps the frames of a no-read
+parcel on disk; ("parcel", run_id, parcel_id, mono_lo, mono_hi) tells the worker a parcel passed
+(for reads per parcel and the read rate; without these, each frame of a triggered camera is
+taken as one parcel).
 """
 
 from __future__ import annotations
@@ -10,20 +29,32 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import signal
+import sys
+import threading
 import time
+from collections import deque
+from pathlib import Path
 
 import cv2
+import numpy as np
 
 from vision.decode import decode
-from vision.sources import NoFrame, SourceError, open_source
+from vision.sources import NoFrame, Reads, SourceError, open_source
 
 log = logging.getLogger("sorter.camera")
 
+BACKOFF_MIN, BACKOFF_MAX = 0.5, 10.0
+
 
 def camera_main(name: str, source: str, symbologies: list[str], nice: int, out_q,
-                max_age_s: float = 0.8, cmd_q=None) -> None:
-    """`cmd_q` brings requests from the service, e.g. ("keep", run_id, parcel_id, mono_lo, mono_hi)
-    to keep the frames of a no-read parcel."""
+                max_age_s: float = 0.8, cmd_q=None, config=None, keep_dir: str | None = None,
+                health_s: float = 1.0) -> None:
+    """Entry point of a camera worker process.
+
+    ``config``: the camera's :class:`vision.config.CameraConfig` (properties, calibration, engines,
+    read-rate floor ...; paths already resolved); ``keep_dir``: where no-read frames go (default:
+    ``config.noread_dir``; none: not kept)."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s camera {name} %(levelname)s %(message)s")
     try:
         os.nice(nice)
@@ -31,43 +62,375 @@ def camera_main(name: str, source: str, symbologies: list[str], nice: int, out_q
         pass
     # one worker per camera already uses the cores; OpenCV's own threads would only fight them
     cv2.setNumThreads(1)
-    dropped, backoff = 0, 0.5
-    while True:
-        src = open_source(source)
-        try:
-            src.open()
-            backoff = 0.5
-            _put(out_q, ("camera_up", name, source))
-            while True:
-                try:
-                    t_cap, frame = src.read()
-                except NoFrame:
-                    # idle and caught up: everything captured until now has been decoded
-                    _put(out_q, ("idle", name, time.monotonic()))
-                    continue
-                if time.monotonic() - t_cap > max_age_s:
-                    dropped += 1
-                    continue
-                t0 = time.perf_counter()
-                codes = decode(frame, symbologies)
-                ms = (time.perf_counter() - t0) * 1000
-                # the watermark: every frame captured before it has been decoded and sent
-                watermark = t_cap if src.pending() else time.monotonic()
-                msg = ("frame", name, t_cap, round(ms, 2), frame.shape,
-                       [(c.symbology, c.text, c.polygon) for c in codes], dropped, watermark)
-                if not _put(out_q, msg):
-                    dropped += 1
-        except SourceError as exc:
-            _put(out_q, ("camera_down", name, str(exc)))
-            time.sleep(backoff)
-            backoff = min(backoff * 2, 10.0)
-        finally:
-            src.close()
-
-
-def _put(q, msg) -> bool:
+    # a terminated worker removes its shared-memory ring; one that was killed is cleaned by the next
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    remove_stale_rings(name)
+    w = CameraWorker(name, source, symbologies, out_q, max_age_s, cmd_q, config, keep_dir, health_s)
     try:
-        q.put_nowait(msg)
-        return True
-    except queue.Full:
-        return False
+        w.run()
+    finally:
+        if w.ring is not None:
+            w.ring.close()
+
+
+def remove_stale_rings(name: str) -> int:
+    """Unlink /dev/shm/sorter-PID-NAME-* rings whose worker process is gone."""
+    n = 0
+    for p in Path("/dev/shm").glob(f"sorter-*-{name}-*"):
+        parts = p.name.split("-")
+        if len(parts) < 4 or not parts[1].isdigit() or "-".join(parts[2:-1]) != name:
+            continue
+        try:
+            os.kill(int(parts[1]), 0)
+            continue  # alive
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        try:
+            p.unlink()
+            n += 1
+        except OSError:
+            pass
+    return n
+
+
+class CameraWorker:
+    def __init__(self, name, source, symbologies, out_q, max_age_s=0.8, cmd_q=None, config=None,
+                 keep_dir=None, health_s=1.0):
+        from vision.config import CameraConfig
+
+        self.name, self.source, self.out_q, self.cmd_q = name, source, out_q, cmd_q
+        self.cfg = config if config is not None else CameraConfig(name=name, source=source, position_mm=0)
+        self.symbologies = list(symbologies)
+        self.engines = list(self.cfg.engines)
+        self.max_age_s = max_age_s
+        self.health_s = health_s
+        kd = keep_dir or self.cfg.noread_dir
+        self.keeper = NoReadKeeper(Path(kd), name, self.cfg.noread_max_mb) if kd else None
+        self.calibration = None
+        self.calibration_error = ""
+        if self.cfg.calibration is not None:
+            from vision.geometry import Calibration, CalibrationError
+            try:
+                self.calibration = Calibration.load(self.cfg.calibration)
+            except CalibrationError as exc:
+                self.calibration_error = str(exc)
+                log.error("calibration not used: %s", exc)
+        self.ring = None
+        self.dropped_out = 0  # results the service had no room for
+        self.stale = 0  # frames too old when their turn came
+        self.frames = 0
+        self.reads = 0
+        self.reopens = 0
+        self.noread_lines = 0
+        self.decode_ms: deque[float] = deque(maxlen=500)
+        self.frame_times: deque[float] = deque(maxlen=400)
+        self.frame_log: deque[tuple[float, int]] = deque(maxlen=4000)  # (capture_mono, n codes)
+        self.parcels: deque[tuple[bool, int]] = deque(maxlen=self.cfg.read_rate_window)
+        self.parcel_msgs = False
+        self.accepted: dict = {}
+        self.state, self.error = "starting", ""
+        self.last_image = ""
+        self.last_health = 0.0
+        self.backoff = BACKOFF_MIN
+        self.kind = ""
+
+    # ------------------------------------------------------------------------------ messaging
+    def put(self, msg) -> bool:
+        try:
+            self.out_q.put_nowait(msg)
+            return True
+        except queue.Full:
+            self.dropped_out += 1
+            return False
+
+    @property
+    def dropped(self) -> int:
+        return self.dropped_out + self.stale + (self.ring.dropped if self.ring is not None else 0)
+
+    def offset_of(self, polygon, shape) -> float | None:
+        if self.calibration is None or not polygon:
+            return None
+        try:
+            return round(self.calibration.offset_mm(polygon, shape), 1)
+        except Exception:  # noqa: BLE001 - a bad calibration must not lose reads
+            return None
+
+    # ------------------------------------------------------------------------------ main loop
+    def run(self) -> None:
+        while True:
+            try:
+                src = open_source(self.source, self.cfg.properties.model_dump(exclude_none=True),
+                                  self.cfg.reader_symbology)
+            except (SourceError, ValueError) as exc:
+                self._down(str(exc))
+                continue
+            self.kind = src.kind
+            try:
+                src.open()
+                self.accepted = getattr(src, "accepted", {})
+                self.state, self.error = "up", ""
+                self.put(("camera_up", self.name, self.source))
+                self.send_health(force=True)
+                if src.kind in ("serial", "reader"):
+                    self._run_reader(src)
+                else:
+                    self._run_camera(src)
+            except SourceError as exc:
+                src.close()
+                self._down(str(exc))
+            else:
+                src.close()
+
+    def _down(self, error: str) -> None:
+        self.state, self.error = "down", error
+        self.put(("camera_down", self.name, error))
+        self.send_health(force=True)
+        self.reopens += 1
+        end = time.monotonic() + self.backoff
+        while time.monotonic() < end:  # keep answering commands while waiting
+            self.poll_commands()
+            time.sleep(min(0.1, max(0.0, end - time.monotonic())))
+        self.backoff = min(self.backoff * 2, BACKOFF_MAX)
+
+    def _run_reader(self, src) -> None:
+        while True:
+            self.poll_commands()
+            self.send_health()
+            try:
+                t, reads = src.read()
+            except NoFrame:
+                self.put(("idle", self.name, time.monotonic()))
+                continue
+            assert isinstance(reads, Reads)
+            self.backoff = BACKOFF_MIN
+            self.noread_lines += reads.noread
+            codes = [(s, txt, (), None) for s, txt in reads.codes]
+            self.frames += 1
+            self.reads += len(codes)
+            self.frame_times.append(t)
+            self.frame_log.append((t, len(codes)))
+            if not self.parcel_msgs:  # one line = one trigger = one parcel
+                self.parcels.append((bool(codes), len(codes)))
+            self.put(("frame", self.name, t, 0.0, None, codes, self.dropped, time.monotonic()))
+
+    def _ensure_ring(self, h: int, w: int):
+        from vision.ring import FrameRing
+
+        if self.ring is not None and h * w <= self.ring.slot_bytes:
+            return self.ring
+        if self.ring is not None:
+            self.ring.close()
+        n = int(max(4, min(64, self.cfg.ring_mb * 1e6 // (h * w))))
+        self.ring = FrameRing(f"sorter-{os.getpid()}-{self.name}-{self.reopens}", h * w, n)
+        return self.ring
+
+    def _run_camera(self, src) -> None:
+        stop = threading.Event()
+        st = {"error": None, "last_frame": time.monotonic(), "in_read_since": None, "idle": None}
+
+        def alloc(h, w):
+            return self._ensure_ring(h, w).alloc(h, w)
+
+        def capture():
+            try:
+                while not stop.is_set():
+                    st["in_read_since"] = time.monotonic()
+                    try:
+                        t, _frame = src.read(alloc)
+                    except NoFrame as idle:
+                        if self.ring is not None:
+                            self.ring.abort()
+                        if idle.watermark is not None:
+                            st["idle"] = idle.watermark
+                        continue
+                    finally:
+                        st["in_read_since"] = None
+                    self.ring.commit(t)
+                    st["last_frame"] = time.monotonic()
+            except Exception as exc:  # noqa: BLE001 - SourceError or a driver error: reopen
+                if self.ring is not None:
+                    self.ring.abort()
+                st["error"] = exc if isinstance(exc, SourceError) else SourceError(f"{type(exc).__name__}: {exc}")
+            finally:
+                stop.set()
+
+        th = threading.Thread(target=capture, name=f"capture-{self.name}", daemon=True)
+        th.start()
+        try:
+            while True:
+                self.poll_commands()
+                self.send_health()
+                if stop.is_set() and (self.ring is None or not self.ring.pending()):
+                    th.join(1.0)
+                    raise st["error"] or SourceError("capture stopped")
+                now = time.monotonic()
+                if src.free_running and now - st["last_frame"] > self.cfg.stall_s:
+                    since = st["in_read_since"]
+                    if since is not None and now - since > self.cfg.stall_s + 5:
+                        # the driver hangs inside a read: only a new process gets the camera back
+                        self.put(("camera_down", self.name, f"no frame for {now - st['last_frame']:.0f} s; driver hung, restarting"))
+                        time.sleep(0.2)
+                        os._exit(75)
+                    stop.set()
+                    st["error"] = SourceError(f"no frame for {self.cfg.stall_s:.0f} s")
+                    continue
+                got = self.ring.take(0.1) if self.ring is not None else None
+                if got is None:
+                    if self.ring is None:
+                        time.sleep(0.05)
+                    idle = st["idle"]
+                    if idle is not None and self.ring is not None and not self.ring.pending():
+                        st["idle"] = None
+                        self.put(("idle", self.name, idle))
+                    continue
+                slot, t_cap, frame = got
+                try:
+                    self._decode_frame(src, t_cap, frame)
+                finally:
+                    self.ring.release(slot)
+                self.backoff = BACKOFF_MIN
+        finally:
+            stop.set()
+            th.join(2.0)
+
+    def _decode_frame(self, src, t_cap: float, frame: np.ndarray) -> None:
+        if time.monotonic() - t_cap > self.max_age_s:
+            self.stale += 1
+            return
+        t0 = time.perf_counter()
+        codes = decode(frame, self.symbologies, engines=self.engines)
+        ms = (time.perf_counter() - t0) * 1000
+        out = [(c.symbology, c.text, c.polygon, self.offset_of(c.polygon, frame.shape)) for c in codes]
+        # the watermark: every frame captured before it has been decoded and sent. Frames come in
+        # capture order, so that is this frame's capture time; only the source can promise more
+        # (the simulated cameras' heartbeat, sent on as "idle")
+        watermark = t_cap
+        self.frames += 1
+        self.reads += len(out)
+        self.decode_ms.append(ms)
+        self.frame_times.append(time.monotonic())
+        self.frame_log.append((t_cap, len(out)))
+        if not self.parcel_msgs and not src.free_running:  # a triggered camera: a frame per parcel
+            self.parcels.append((bool(out), len(out)))
+        self.put(("frame", self.name, t_cap, round(ms, 2), frame.shape, out, self.dropped, watermark))
+
+    # ------------------------------------------------------------------------------ commands
+    def poll_commands(self) -> None:
+        if self.cmd_q is None:
+            return
+        for _ in range(50):
+            try:
+                cmd = self.cmd_q.get_nowait()
+            except (queue.Empty, EOFError, OSError):
+                return
+            try:
+                self.on_command(cmd)
+            except Exception as exc:  # noqa: BLE001 - a bad command never stops the camera
+                log.warning("command %r failed: %s", cmd[:1], exc)
+
+    def on_command(self, cmd) -> None:
+        kind = cmd[0]
+        if kind == "keep" and self.keeper is not None and self.ring is not None:
+            _, run_id, parcel_id, lo, hi = cmd[:5]
+            frames = self.ring.frames_between(float(lo) - 0.05, float(hi) + 0.05)
+            paths = self.keeper.keep(str(run_id), str(parcel_id), frames)
+            if paths:
+                self.last_image = paths[-1].name
+        if kind in ("parcel", "keep"):
+            _, run_id, parcel_id, lo, hi = cmd[:5]
+            if kind == "parcel":
+                self.parcel_msgs = True
+            if self.parcel_msgs and kind == "parcel":
+                n = sum(k for t, k in self.frame_log if lo <= t <= hi)
+                self.parcels.append((n > 0, n))
+
+    # ------------------------------------------------------------------------------ health
+    def health(self) -> dict:
+        now = time.monotonic()
+        recent = [t for t in self.frame_times if t > now - 10]
+        ms = np.asarray(self.decode_ms) if self.decode_ms else None
+        n = len(self.parcels)
+        read_rate = sum(r for r, _ in self.parcels) / n if n else None
+        h = {
+            "kind": self.kind, "state": self.state, "source_error": self.error,
+            "fps": round(len(recent) / 10, 2), "frames": self.frames, "dropped": self.dropped,
+            "dropped_stale": self.stale, "dropped_ring": self.ring.dropped if self.ring else 0,
+            "dropped_queue": self.dropped_out, "reopens": self.reopens,
+            "decode_ms_p50": None if ms is None else round(float(np.percentile(ms, 50)), 1),
+            "decode_ms_p99": None if ms is None else round(float(np.percentile(ms, 99)), 1),
+            "reads_per_parcel": round(sum(k for _, k in self.parcels) / n, 2) if n else None,
+            "read_rate": None if read_rate is None else round(read_rate, 4), "read_rate_parcels": n,
+            "read_rate_floor": self.cfg.read_rate_floor,
+            "properties": self.accepted, "engines": self.engines,
+            "calibrated": self.calibration is not None, "calibration_error": self.calibration_error,
+            "last_image": self.last_image, "shm": self.ring.name if self.ring else "",
+            "noread_lines": self.noread_lines, "rss_mb": _rss_mb(),
+        }
+        alarm = ""
+        if read_rate is not None and n >= min(self.cfg.read_rate_window, 50) and read_rate < self.cfg.read_rate_floor:
+            alarm = (f"read rate {100 * read_rate:.1f}% < floor {100 * self.cfg.read_rate_floor:.0f}% "
+                     f"over the last {n} parcels")
+        elif self.calibration_error:
+            alarm = f"calibration not used: {self.calibration_error}"
+        h["alarm"] = alarm
+        return h
+
+    def send_health(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self.last_health >= self.health_s:
+            self.last_health = now
+            self.put(("health", self.name, self.health()))
+
+
+def _rss_mb() -> float | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return round(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6, 1)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class NoReadKeeper:
+    """No-read frames on disk: ``DIR/<run>_<parcel>_<camera>_<k>.jpg``, at most ``max_mb`` in all
+    (oldest deleted first)."""
+
+    def __init__(self, root: Path, camera: str, max_mb: float = 500, quality: int = 90):
+        self.root, self.camera, self.max_bytes, self.quality = root, camera, int(max_mb * 1e6), quality
+
+    def keep(self, run_id: str, parcel_id: str, frames: list[tuple[float, np.ndarray]]) -> list[Path]:
+        if not frames:
+            return []
+        self.root.mkdir(parents=True, exist_ok=True)
+        safe = lambda s: "".join(c if c.isalnum() or c in "-" else "-" for c in s)[:40]  # noqa: E731
+        out = []
+        for k, (_t, img) in enumerate(frames):
+            p = self.root / f"{safe(run_id)}_{safe(parcel_id)}_{safe(self.camera)}_{k}.jpg"
+            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+            if not ok:
+                continue
+            tmp = p.with_suffix(".tmp")
+            tmp.write_bytes(buf.tobytes())
+            os.replace(tmp, p)
+            out.append(p)
+        self.prune()
+        return out
+
+    def prune(self) -> None:
+        files = []
+        for p in self.root.glob("*.jpg"):
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            files.append((st.st_mtime, st.st_size, p))
+        total = sum(s for _, s, _ in files)
+        for _, size, p in sorted(files, key=lambda x: x[0]):
+            if total <= self.max_bytes:
+                break
+            try:
+                p.unlink()
+                total -= size
+            except OSError:
+                pass

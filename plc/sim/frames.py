@@ -5,7 +5,9 @@ camera is). Frames are rendered ahead of time from the same deterministic parcel
 and sent at their capture moment, stamped with it (monotonic clock, shared by every process on the
 machine). Protocol (TCP): the client sends the camera name and a newline; the server sends frames,
 each a 24-byte header `!4sdII` (b"FRM1", capture_mono, height, width) followed by height*width
-bytes of 8-bit grey.
+bytes of 8-bit grey. Between frames, a heartbeat header (b"BEAT", watermark, 0, 0) says that no
+frame captured before `watermark` is still to come, so a worker knows when it has seen everything
+of a parcel without waiting for a timeout.
 """
 
 from __future__ import annotations
@@ -56,6 +58,17 @@ class FrameServer:
             with self.lock:
                 self.clients.setdefault(name.decode(errors="replace").strip(), []).append(c)
 
+    def beat(self, watermark: float) -> None:
+        data = HEADER.pack(b"BEAT", watermark, 0, 0)
+        with self.lock:
+            for camera, clients in self.clients.items():
+                for c in list(clients):
+                    try:
+                        c.sendall(data)
+                    except OSError:
+                        clients.remove(c)
+                        c.close()
+
     def send(self, camera: str, capture_mono: float, frame: np.ndarray) -> int:
         h, w = frame.shape
         data = HEADER.pack(b"FRM1", capture_mono, h, w) + frame.tobytes()
@@ -83,17 +96,26 @@ def frames_main(cfg: Config, seed: int, n_parcels: int | None, conn: Connection,
     speed = plan.speed_mm_s
     induct = cfg.line.induct.position_mm
     i = 0
-    # (capture_mono, camera, parcel) in capture order across cameras
+    # upstream cameras first, so that frames go out in capture order
+    cameras = sorted(cfg.cameras, key=lambda c: c.position_mm)
+
+    def wait_until(t_until: float, next_cap: float) -> bool:
+        """Sleep until t_until, beating every 50 ms; False when told to stop."""
+        while True:
+            now = time.monotonic()
+            server.beat(min(now, next_cap) - 1e-6)
+            if now >= t_until:
+                return True
+            if conn.poll(min(0.05, t_until - now)) and conn.recv()[0] == "stop":
+                return False
+
     while n_parcels is None or i < n_parcels:
         p = plan.get(i)
         i += 1
-        for cam in cfg.cameras:
+        for cam in cameras:
             t_cap = t0 + p.head_s + (cam.position_mm - induct + p.length_mm / 2) / speed
-            wait = t_cap - RENDER_AHEAD_S - time.monotonic()
-            if wait > 0:
-                if conn.poll(wait):
-                    if conn.recv()[0] == "stop":
-                        return
+            if not wait_until(t_cap - RENDER_AHEAD_S, t_cap):
+                return
             rng = np.random.default_rng(p.label_seed)
             spec = LabelSpec(waybill=p.waybill, qr_text=p.qr_text, ean13=p.ean13,
                              stale_waybill=p.stale_waybill, town=p.town, damaged=p.damaged,
@@ -101,9 +123,7 @@ def frames_main(cfg: Config, seed: int, n_parcels: int | None, conn: Connection,
             label = render_label(spec, rng)
             frame = render_frame(label, rng)
             # a camera delivers a frame a little after it exposed it
-            wait = t_cap + 0.01 - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
+            if not wait_until(t_cap + 0.01, t_cap):
+                return
             server.send(cam.name, t_cap, frame)
-    while not conn.poll(1.0) or conn.recv()[0] != "stop":
-        pass
+    wait_until(float("inf"), float("inf"))

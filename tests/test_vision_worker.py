@@ -1,0 +1,194 @@
+"""Camera worker processes (spawned, as the service does): reads with belt offsets, no-read images,
+health, the shared-memory ring, a worker that is killed and restarted, reopen with backoff."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import signal
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from plc.sim.frames import FrameServer
+from vision.config import CameraConfig
+from vision.geometry import from_two_points
+from vision.labels import LabelSpec, render_frame, render_label
+from vision.ring import FrameRing, read_latest
+from vision.worker import camera_main
+
+CTX = mp.get_context("spawn")
+
+
+def start(source: str, tmp: Path, **cfg_kw):
+    cfg = CameraConfig(name="top", source=source, position_mm=1000, **cfg_kw).resolved(tmp)
+    out_q, cmd_q = CTX.Queue(maxsize=500), CTX.Queue(maxsize=50)
+    p = CTX.Process(target=camera_main, args=("top", source, ["code128", "ean13", "qrcode"], 10, out_q, 5.0, cmd_q),
+                    kwargs={"config": cfg, "keep_dir": str(tmp / "noreads"), "health_s": 0.2}, daemon=True)
+    p.start()
+    return p, out_q, cmd_q
+
+
+def wait_for(q, kind: str, timeout: float = 20.0, pred=lambda m: True):
+    end = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < end:
+        try:
+            m = q.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        seen.append(m[0])
+        if m[0] == kind and pred(m):
+            return m
+    raise AssertionError(f"no {kind!r} within {timeout} s; saw {seen[-20:]}")
+
+
+def frame_with(waybill: str | None, seed: int, angle: float = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    label = render_label(LabelSpec(waybill), rng) if waybill else None
+    return render_frame(label, rng, rotation_deg=angle)
+
+
+def connected(server: FrameServer, name: str = "top", timeout: float = 20) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with server.lock:
+            if server.clients.get(name):
+                return
+        time.sleep(0.05)
+    raise AssertionError("the worker did not connect to the frame server")
+
+
+def test_sim_camera_worker_reads_offsets_noread_images_and_health(tmp_path):
+    # calibration: 0.5 mm per pixel, belt moving right in the image
+    cal = from_two_points((100, 384), 0.0, (900, 384), 400.0, (1024, 768), camera="top")
+    cal.save(tmp_path / "calibration" / "top.json")
+    server = FrameServer()
+    p, out_q, cmd_q = start(f"tcp://127.0.0.1:{server.port}/top", tmp_path)
+    try:
+        wait_for(out_q, "camera_up")
+        connected(server)
+        t1 = time.monotonic()
+        server.send("top", t1, frame_with("SF1234567890123", 1, angle=30))
+        m = wait_for(out_q, "frame")
+        _, name, t_cap, ms, shape, codes, dropped, watermark = m
+        assert name == "top" and t_cap == t1 and shape == (768, 1024) and watermark >= t_cap
+        sym, text, poly, offset = codes[0]
+        assert (sym, text) == ("code128", "SF1234567890123")
+        cx = np.mean([q[0] for q in poly])
+        assert offset == pytest.approx((cx - 512) * 0.5, abs=1.0)
+        # an empty frame: a parcel whose label is face down -> the service asks to keep its frames
+        t2 = time.monotonic()
+        server.send("top", t2, frame_with(None, 2))
+        assert wait_for(out_q, "frame")[5] == []
+        # the camera's heartbeat says nothing captured before it is still to come: the worker,
+        # caught up, passes that on as its watermark
+        server.beat(t2 + 0.001)
+        wait_for(out_q, "idle", pred=lambda m: m[2] == t2 + 0.001)
+        cmd_q.put(("keep", "run1", 42, t2 - 0.01, t2 + 0.01))
+        h = wait_for(out_q, "health", pred=lambda m: m[2]["last_image"] != "")[2]
+        kept = list((tmp_path / "noreads").glob("*.jpg"))
+        assert [k.name for k in kept] == ["run1_42_top_0.jpg"] and h["last_image"] == kept[0].name
+        assert h["calibrated"] and h["kind"] == "sim" and h["frames"] == 2
+        assert h["read_rate"] == 0.5 and h["reads_per_parcel"] == 0.5 and h["read_rate_parcels"] == 2
+        assert h["rss_mb"] < 250
+        # the last decoded frame, from another process, through the shared-memory ring
+        t, img = read_latest(h["shm"])
+        assert t == t2 and img.shape == (768, 1024)
+    finally:
+        p.terminate()
+        p.join(5)
+    assert not Path("/dev/shm", h["shm"]).exists()  # a terminated worker removes its ring
+
+
+def test_read_rate_below_floor_raises_the_alarm_in_health(tmp_path):
+    server = FrameServer()
+    p, out_q, cmd_q = start(f"tcp://127.0.0.1:{server.port}/top", tmp_path, read_rate_floor=0.95,
+                            read_rate_window=10)
+    try:
+        connected(server)
+        frames = [frame_with("YT9876543210987", 3), frame_with(None, 4)]
+        for k in range(10):  # one at a time: a burst would overflow the 4-frame queue (dropped, counted)
+            server.send("top", time.monotonic(), frames[k % 2 if k < 4 else 0])
+            wait_for(out_q, "frame")
+        h = wait_for(out_q, "health", pred=lambda m: m[2]["read_rate_parcels"] == 10)[2]
+        assert h["read_rate"] == 0.8
+        assert h["alarm"].startswith("read rate 80.0% < floor 95%")
+    finally:
+        p.terminate()
+        p.join(5)
+
+
+def test_worker_killed_and_restarted(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    import cv2
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), frame_with(f"JT000123456789{i}", 10 + i))
+    spec = f"{folder}?fps=20&loop=1"
+    p, out_q, _ = start(spec, tmp_path)
+    h = wait_for(out_q, "health", pred=lambda m: m[2]["shm"] != "")[2]
+    assert wait_for(out_q, "frame", pred=lambda m: bool(m[5]))[5][0][1].startswith("JT000123456789")
+    os.kill(p.pid, signal.SIGKILL)
+    p.join(5)
+    assert p.exitcode == -signal.SIGKILL
+    assert Path("/dev/shm", h["shm"]).exists()  # killed: it could not clean up
+    # the service's supervisor starts a new one: it cleans the dead one's ring and reads again
+    p2, out_q2, _ = start(spec, tmp_path)
+    try:
+        wait_for(out_q2, "camera_up")
+        m = wait_for(out_q2, "frame", pred=lambda m: bool(m[5]))
+        assert m[5][0][1].startswith("JT000123456789")
+        assert not Path("/dev/shm", h["shm"]).exists()
+    finally:
+        p2.terminate()
+        p2.join(5)
+
+
+def test_code_reader_reopened_with_backoff(tmp_path):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nobody listens yet
+    p, out_q, _ = start(f"reader://127.0.0.1:{port}", tmp_path)
+    try:
+        d1 = wait_for(out_q, "camera_down")
+        assert "127.0.0.1" in d1[2]
+        t_down = time.monotonic()
+        wait_for(out_q, "camera_down")  # retried after the backoff
+        assert time.monotonic() - t_down >= 0.3
+        srv = socket.create_server(("127.0.0.1", port))
+        srv.settimeout(15)
+        conn, _ = srv.accept()
+        wait_for(out_q, "camera_up")
+        conn.sendall(b"]C0ZT75123456789012\r\n")
+        m = wait_for(out_q, "frame")
+        assert m[5] == [("code128", "ZT75123456789012", (), None)] and m[7] >= m[2]
+        conn.close()
+        assert "closed" in wait_for(out_q, "camera_down")[2]
+        srv.close()
+    finally:
+        p.terminate()
+        p.join(5)
+
+
+def test_ring_drops_and_counts_when_the_decoder_is_behind():
+    ring = FrameRing(f"sorter-{os.getpid()}-ringtest-0", 64 * 48, 6, queue_depth=2)
+    try:
+        for k in range(5):
+            buf = ring.alloc(48, 64)
+            buf[...] = k
+            ring.commit(float(k))
+        assert ring.dropped == 3  # only the 2 newest wait
+        slot, t, img = ring.take(0.1)
+        assert t == 3.0 and int(img[0, 0]) == 3
+        ring.release(slot)
+        got = read_latest(ring.name)
+        assert got is not None and got[0] == 3.0 and int(got[1][0, 0]) == 3
+        assert [t for t, _ in ring.frames_between(1.0, 4.0)] == [1.0, 2.0, 3.0, 4.0]
+    finally:
+        ring.close()
