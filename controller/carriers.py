@@ -13,8 +13,11 @@ are China Post.
 
 from __future__ import annotations
 
+import functools
+import random
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 # carrier code -> human name (the page shows these)
 CARRIER_NAMES: dict[str, str] = {
@@ -52,6 +55,9 @@ DEFAULT_FORMATS: tuple[tuple[str, str], ...] = (
     ("SF", r"\d{12}"),                           # legacy SF: 12 digits, any other prefix
 )
 CARRIER_CODES: tuple[str, ...] = tuple(CARRIER_NAMES)
+# Precedence among carriers (a number that fits several formats belongs to the first): the only
+# overlap among the defaults is a 12-digit number starting 5/6/7, ZTO's, before legacy SF's.
+DEFAULT_ORDER: tuple[str, ...] = ("YTO", "JT", "JD", "EMS", "CHINAPOST", "STO", "YUNDA", "ZTO", "SF")
 S10_CARRIERS = ("EMS", "CHINAPOST")
 
 S10_WEIGHTS = (8, 6, 4, 2, 3, 5, 9, 7)
@@ -99,31 +105,61 @@ def normalise(text: str) -> str:
 class CarrierTable:
     """Identify the carrier of a waybill number.
 
+    The table is a list of formats grouped by carrier, checked carrier by carrier in `order`;
+    the first format that fully matches wins.
+
     overrides: carrier code -> regex (or list of regexes) that replaces all of that carrier's
-    default formats, at the position of its first default format; a code that is not a default
-    carrier adds a carrier, checked before all defaults. An override is taken as given: no S10
-    check digit is verified for it.
+    default formats; a code that is not a default carrier adds a carrier. An override is taken
+    as given: no S10 check digit is verified for it (give `formats=` with check "s10" for that).
+    order: carrier codes, highest precedence first; carriers it does not name follow, new
+    carriers first, then the defaults in DEFAULT_ORDER.
+    formats: carrier code -> [(regex, check)] (check "s10" or None), the full spec as read
+    from carriers.yaml; replaces the defaults of the carriers it names.
+    names: carrier code -> display name.
     """
 
-    def __init__(self, overrides: Mapping[str, str | Iterable[str]] | None = None):
-        overrides = {k: ((v,) if isinstance(v, str) else tuple(v)) for k, v in (overrides or {}).items()}
-        entries: list[tuple[str, str, bool]] = []  # (carrier, regex, verify S10)
-        for code, pats in overrides.items():
-            if code not in CARRIER_NAMES:
-                entries.extend((code, p, False) for p in pats)
-        placed: set[str] = set()
-        for code, pat in DEFAULT_FORMATS:
-            if code in overrides:
-                if code not in placed:
-                    entries.extend((code, p, False) for p in overrides[code])
-                    placed.add(code)
-                continue
-            entries.append((code, pat, code in S10_CARRIERS and pat.endswith("[A-Z]{2}")))
-        for p in (p for _, p, _ in entries):
-            re.compile(p)  # a bad override fails here, at construction
+    def __init__(self, overrides: Mapping[str, str | Iterable[str]] | None = None,
+                 order: Sequence[str] | None = None,
+                 formats: Mapping[str, Sequence[tuple[str, str | None]]] | None = None,
+                 names: Mapping[str, str] | None = None, use_defaults: bool = True):
+        spec: dict[str, list[tuple[str, str | None]]] = {}
+        if use_defaults:
+            for code, pat in DEFAULT_FORMATS:
+                check = "s10" if code in S10_CARRIERS and pat.endswith("[A-Z]{2}") else None
+                spec.setdefault(code, []).append((pat, check))
+        for code, pats in (formats or {}).items():
+            spec[code] = [(p, c) for p, c in pats]
+        for code, v in (overrides or {}).items():
+            spec[code] = [(p, None) for p in ((v,) if isinstance(v, str) else tuple(v))]
+        order = list(order or ())
+        default_order = [c for c in DEFAULT_ORDER if c in spec]
+        new = [c for c in spec if c not in DEFAULT_ORDER]
+        final = [c for c in order if c in spec]
+        final += [c for c in new + default_order if c not in final]
+        checks = []
+        for code in final:
+            for pat, check in spec[code]:
+                checks.append((code, re.compile(pat), check == "s10", pat))  # a bad regex fails here
         self._checks: tuple[tuple[str, re.Pattern[str], bool], ...] = tuple(
-            (code, re.compile(p), s10) for code, p, s10 in entries)
-        self._codes = tuple(dict.fromkeys(code for code, _, _ in entries))
+            (code, rx, s10) for code, rx, s10, _ in checks)
+        self._patterns = tuple((code, pat, s10) for code, _, s10, pat in checks)
+        self._codes = tuple(final)
+        self.names = {c: (names or {}).get(c) or CARRIER_NAMES.get(c, c) for c in final}
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        """Carrier codes in precedence order."""
+        return self._codes
+
+    @property
+    def patterns(self) -> tuple[tuple[str, str, bool], ...]:
+        """(carrier, regex, S10 check) in the order they are tried."""
+        return self._patterns
+
+    def overlaps(self, samples: int = 64, seed: int = 0) -> list[str]:
+        """Formats of different carriers that some numbers fit both of (found by sampling
+        numbers from each format): such a number goes to the carrier earlier in the order."""
+        return list(_overlaps(tuple((c, rx.pattern, s10) for c, rx, s10 in self._checks), samples, seed))
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -174,3 +210,232 @@ class CarrierTable:
             if c is not None:
                 found.setdefault(tok, c)
         return list(found.items())
+
+
+# ---- numbers that fit a format (to find overlaps between carriers' formats) -------------------
+try:  # the stdlib's regex parser (re._parser since 3.11)
+    from re import _parser as _sre_parse  # type: ignore[attr-defined]
+    from re import _constants as _sre_c  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover
+    _sre_parse = _sre_c = None
+
+_CATEGORY_CHARS = {"CATEGORY_DIGIT": "0123456789", "CATEGORY_WORD": "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"}
+
+
+def sample_of(pattern: str, rng: random.Random) -> str | None:
+    """A random string that the regex fully matches, for the simple patterns waybill formats
+    use (literals, classes, \\d, repeats, alternation); None for anything else."""
+    tree = _parsed(pattern)
+    if tree is None:
+        return None
+    try:
+        return _gen(tree, rng)
+    except (_Unsupported, ValueError, IndexError):
+        return None
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(pattern: str):
+    if _sre_parse is None:
+        return None
+    try:
+        return _sre_parse.parse(pattern)
+    except (re.error, ValueError):
+        return None
+
+
+@functools.lru_cache(maxsize=16)
+def _overlaps(checks: tuple[tuple[str, str, bool], ...], samples: int, seed: int) -> tuple[str, ...]:
+    """(cached: a reload of unchanged formats costs nothing)"""
+    rng = random.Random(seed)
+    compiled = [(c, re.compile(p), s10) for c, p, s10 in checks]
+    out = []
+    for j, (code_b, rx_b, _) in enumerate(compiled):
+        found: dict[int, str] = {}
+        for _ in range(samples):
+            s = sample_of(rx_b.pattern, rng)
+            if s is None:
+                break
+            for i in range(j):
+                code_a, rx_a, s10_a = compiled[i]
+                if code_a != code_b and i not in found and rx_a.fullmatch(s) and (not s10_a or s10_valid(s)):
+                    found[i] = s
+                    break
+        for i, s in found.items():
+            out.append(f"{code_b} format {rx_b.pattern!r} overlaps {compiled[i][0]} format "
+                       f"{compiled[i][1].pattern!r} (e.g. {s}): such numbers are {compiled[i][0]}'s by the order")
+    return tuple(out)
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def _gen(seq, rng: random.Random) -> str:
+    out = []
+    for op, av in seq:
+        name = str(op)
+        if name == "LITERAL":
+            out.append(chr(av))
+        elif name == "IN":
+            chars: list[str] = []
+            for iop, iav in av:
+                iname = str(iop)
+                if iname == "LITERAL":
+                    chars.append(chr(iav))
+                elif iname == "RANGE":
+                    chars.extend(chr(c) for c in range(iav[0], iav[1] + 1))
+                elif iname == "CATEGORY":
+                    chars.extend(_CATEGORY_CHARS.get(str(iav), ""))
+                else:
+                    raise _Unsupported(iname)
+            if not chars:
+                raise _Unsupported("empty class")
+            out.append(rng.choice(chars))
+        elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+            lo, hi, sub = av
+            hi = min(hi, lo + 4)
+            for _ in range(rng.randint(lo, hi)):
+                out.append(_gen(sub, rng))
+        elif name == "SUBPATTERN":
+            out.append(_gen(av[-1], rng))
+        elif name == "BRANCH":
+            out.append(_gen(rng.choice(av[1]), rng))
+        elif name == "CATEGORY":
+            out.append(rng.choice(_CATEGORY_CHARS.get(str(av), "0")))
+        else:
+            raise _Unsupported(name)
+    return "".join(out)
+
+
+# ---- carriers.yaml ----------------------------------------------------------------------------
+CARRIER_FILE_KEYS = ("order", "carriers", "use_defaults")
+CARRIER_KEYS = ("name", "formats")
+FORMAT_KEYS = ("pattern", "check", "examples", "note")
+CODE_RE = re.compile(r"[A-Z][A-Z0-9_]{1,15}")
+
+
+def load_carriers(path: str | Path) -> tuple[CarrierTable, list[str], bytes]:
+    """Read carriers.yaml: (table, warnings, file bytes). Raises FileProblems with
+    `file:line: problem` for every mistake (bad regex, unknown check, an example that does
+    not come out as its own carrier, an unknown carrier in order ...)."""
+    from .routing_files import FileProblems, line_of, mapping_nodes, parse_yaml, read_bytes
+    path = Path(path)
+    raw = read_bytes(path)
+    data, root = parse_yaml(path, raw)
+    problems: list[str] = []
+
+    def bad(node, msg: str) -> None:
+        problems.append(f"{path}:{line_of(node)}: {msg}")
+
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise FileProblems([f"{path}:{line_of(root)}: carriers file must be a mapping with order: and carriers:"])
+    top = mapping_nodes(root)
+    for key, (knode, _) in top.items():
+        if key not in CARRIER_FILE_KEYS:
+            bad(knode, f"unknown key {key!r} (expected {', '.join(CARRIER_FILE_KEYS)})")
+    use_defaults = data.get("use_defaults", True)
+    if not isinstance(use_defaults, bool):
+        bad(top["use_defaults"][1], "use_defaults must be true or false")
+        use_defaults = True
+    formats: dict[str, list[tuple[str, str | None]]] = {}
+    names: dict[str, str] = {}
+    examples: list[tuple[str, str, object]] = []  # (carrier, example, node)
+    carriers = data.get("carriers") or {}
+    cnode = top.get("carriers", (None, None))[1]
+    if not isinstance(carriers, dict):
+        bad(cnode, "carriers must be a mapping: CODE: {name: ..., formats: [...]}")
+        carriers = {}
+    cnodes = mapping_nodes(cnode)
+    for code, spec in carriers.items():
+        knode, vnode = cnodes.get(code, (cnode, cnode))
+        if not isinstance(code, str) or not CODE_RE.fullmatch(code):
+            bad(knode, f"carrier code {code!r}: use 2-16 upper-case letters, digits or _ (e.g. ZTO, DBL)")
+            continue
+        if spec is None:
+            spec = {}
+        if not isinstance(spec, dict):
+            bad(vnode, f"{code}: must be a mapping {{name: ..., formats: [...]}}")
+            continue
+        snodes = mapping_nodes(vnode)
+        for key in spec:
+            if key not in CARRIER_KEYS:
+                bad(snodes.get(key, (vnode,))[0], f"{code}: unknown key {key!r} (expected {', '.join(CARRIER_KEYS)})")
+        if spec.get("name") is not None:
+            names[code] = str(spec["name"])
+        if "formats" not in spec:
+            if code not in CARRIER_NAMES or not use_defaults:
+                bad(knode, f"{code}: no formats (a new carrier needs formats:)")
+            continue
+        fmts = spec["formats"]
+        fnode = snodes["formats"][1]
+        if not isinstance(fmts, list) or not fmts:
+            bad(fnode, f"{code}: formats must be a non-empty list of {{pattern: ...}}")
+            continue
+        out: list[tuple[str, str | None]] = []
+        for item, inode in zip(fmts, (fnode.value if isinstance(fnode, yaml_seq()) else [fnode] * len(fmts))):
+            if isinstance(item, str):
+                item = {"pattern": item}
+            if not isinstance(item, dict) or not isinstance(item.get("pattern"), str):
+                bad(inode, f"{code}: a format needs pattern: (a regex over the whole number)")
+                continue
+            for key in item:
+                if key not in FORMAT_KEYS:
+                    bad(inode, f"{code}: unknown key {key!r} (expected {', '.join(FORMAT_KEYS)})")
+            pat, check = item["pattern"], item.get("check")
+            try:
+                rx = re.compile(pat)
+            except re.error as exc:
+                bad(inode, f"{code}: bad pattern {pat!r}: {exc}")
+                continue
+            if rx.fullmatch(""):
+                bad(inode, f"{code}: pattern {pat!r} matches an empty text")
+                continue
+            if check not in (None, "s10"):
+                bad(inode, f"{code}: unknown check {check!r} (known: s10)")
+                continue
+            out.append((pat, check))
+            exs = item.get("examples") or []
+            if isinstance(exs, (str, int)):
+                exs = [exs]
+            for ex in exs:
+                ex = normalise(str(ex))
+                if not rx.fullmatch(ex):
+                    bad(inode, f"{code}: example {ex} does not fit its pattern {pat!r}")
+                elif check == "s10" and not s10_valid(ex):
+                    bad(inode, f"{code}: example {ex} has a wrong S10 check digit "
+                               f"(expected {s10_check_digit(ex[2:10])})")
+                else:
+                    examples.append((code, ex, inode))
+        formats[code] = out
+    order = data.get("order") or []
+    onode = top.get("order", (None, None))[1]
+    if not isinstance(order, list) or not all(isinstance(c, str) for c in order):
+        bad(onode, "order must be a list of carrier codes, highest precedence first")
+        order = []
+    known = set(formats) | (set(CARRIER_NAMES) if use_defaults else set())
+    seen: set[str] = set()
+    for c in order:
+        if c not in known:
+            bad(onode, f"order: unknown carrier {c!r} (known: {', '.join(sorted(known))})")
+        if c in seen:
+            bad(onode, f"order: {c} listed twice")
+        seen.add(c)
+    if problems:
+        raise FileProblems(problems, "invalid carriers file")
+    table = CarrierTable(order=order, formats=formats, names=names, use_defaults=use_defaults)
+    for code, ex, node in examples:
+        got = table.identify(ex)
+        if got != code:
+            bad(node, f"{code}: example {ex} is identified as {got or 'no carrier'}: "
+                      f"{'an earlier format in the order takes it' if got else 'check the pattern'}")
+    if problems:
+        raise FileProblems(problems, "invalid carriers file")
+    return table, table.overlaps(), raw
+
+
+def yaml_seq():
+    import yaml
+    return yaml.SequenceNode

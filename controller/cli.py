@@ -77,7 +77,8 @@ def cmd_sim(args) -> int:
 def cmd_run(args) -> int:
     from controller.service import Service
     from controller.webserver import ApiServer
-    cfg = _load(args.config)
+    from controller.cli_plc import apply_run_test_args
+    cfg = apply_run_test_args(_load(args.config), args)
     host, port = _api_args(cfg, args)
     svc = Service(cfg, mode="run", plc_url=args.plc, token=os.environ.get("SORTER_API_TOKEN"))
     svc.start()
@@ -155,9 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     sp.set_defaults(fn=cmd_sim)
 
     sp = with_config(sub.add_parser("run", help="run the line with real hardware"))
-    sp.add_argument("--plc", help="override the PLC connection, tcp://HOST:PORT")
+    sp.add_argument("--plc", help="override the PLC connection: tcp://HOST:PORT or "
+                                  "rtu:///dev/ttyUSB0?baud=115200&parity=N&unit=1")
     sp.add_argument("--host")
     sp.add_argument("--port", type=int)
+    from controller.cli_plc import add_run_test_args
+    add_run_test_args(sp)
     sp.set_defaults(fn=cmd_run)
 
     sp = sub.add_parser("decode", help="decode barcodes in image files")

@@ -151,7 +151,7 @@ def verify_line(cfg: Config) -> list[tuple[str, str]]:
         if not d.outputs:
             problems.append((f"line.diverters.{i}", f"{d.name} has no outputs"))
         for side, sig in d.outputs.items():
-            need_signal(f"line.diverters.{i}.outputs.{side}", sig, ("coil",))
+            need_signal(f"line.diverters.{i}.outputs.{side}", sig, ("coil", "relay"))
 
     served: dict[tuple[str, str], str] = {}
     for i, c in enumerate(line.chutes):

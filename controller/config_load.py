@@ -112,9 +112,7 @@ def load_config(path: str | Path) -> Config:
              for dotted, msg in problems],
         )
     base = path.parent
-    routing = cfg.routing.model_copy(
-        update={"routes": base / cfg.routing.routes, "manifest": base / cfg.routing.manifest}
-    )
+    routing = cfg.routing.resolve(base)
     records = cfg.records.model_copy(update={"database": base / cfg.records.database})
     cameras = [c.resolved(base) for c in cfg.cameras]
     return cfg.model_copy(update={"routing": routing, "records": records, "cameras": cameras})

@@ -66,6 +66,15 @@ class OutputPlanner:
             self.last_refusal = (f"decided {1000 * (due - now_mono):.0f} ms before {d.name} had to "
                                  f"switch (needs {1000 * self.min_lead_s:.0f} ms)")
             return None
+        # the maximum on-time is a hard limit: a window that would need the output on longer (a long
+        # parcel, or windows merged back to back) is refused rather than cut short under the parcel
+        start = wins[-1].on_count if merge else on
+        hold_s = (max(off, wins[-1].off_count) if merge else off) - start
+        hold_s = hold_s / max(self.clock.counts_s, 1e-6)
+        if hold_s > d.max_on_ms / 1000:
+            self.last_refusal = (f"{sig} would be on {1000 * hold_s:.0f} ms for it, over its "
+                                 f"max_on_ms {d.max_on_ms:.0f}")
+            return None
         if merge:
             w = wins[-1]
             w.off_count = max(w.off_count, off)

@@ -48,7 +48,9 @@ OUTCOMES = (
     "fault",
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# columns added after version 1 (added to an older file on open)
+_ADDED = {2: (("rule", "TEXT"), ("sort_code", "TEXT"))}
 
 # record key -> SQL column type; the order is the CSV export order too
 FIELDS: tuple[tuple[str, str], ...] = (
@@ -69,11 +71,13 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("routing_version", "TEXT"),
     ("fire_error_ms", "REAL"),
     ("decision_ms", "REAL"),
+    ("rule", "TEXT"),       # the routing rule that chose the chute
+    ("sort_code", "TEXT"),  # 三段码, when the parcel was routed by one
 )
 FIELD_NAMES = tuple(name for name, _ in FIELDS)
 _FLOATS = {"induct_wall", "decided_wall", "ended_wall", "length_mm", "fire_error_ms", "decision_ms"}
 _TEXTS = {"run_id", "waybill", "carrier", "destination", "chute", "actual_chute", "outcome",
-          "reason", "routing_version"}
+          "reason", "routing_version", "rule", "sort_code"}
 MAX_TEXT = 4096  # a text field longer than this is cut (garbage barcodes can be huge)
 
 _SCHEMA = f"""
@@ -127,6 +131,10 @@ def connect(path: str | os.PathLike[str], *, timeout_s: float = 10.0) -> sqlite3
         )
     if version < SCHEMA_VERSION:
         conn.execute("BEGIN IMMEDIATE")
+        if version >= 1:  # an older file: add the newer columns, keep every record
+            for v in range(version + 1, SCHEMA_VERSION + 1):
+                for name, typ in _ADDED.get(v, ()):
+                    conn.execute(f"ALTER TABLE parcels ADD COLUMN {name} {typ}")
         for stmt in _SCHEMA.split(";"):
             if stmt.strip():
                 conn.execute(stmt)

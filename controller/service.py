@@ -22,6 +22,7 @@ import numpy as np
 from controller.alarms import Alarms
 from controller.config import Config
 from controller.records import RecordStore, RecordWriter
+from controller.routing import Router
 from controller.stats import LineStats
 from controller.timing_loop import timing_main
 from vision.config import noread_dir
@@ -93,6 +94,8 @@ class Service:
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
         Path(self.cfg.records.database).parent.mkdir(parents=True, exist_ok=True)
+        self.router = Router.from_config(self.cfg)  # loads and watches the routing files
+        self._routing_lock = threading.Lock()
         self.store = RecordStore(self.cfg.records.database)
         self.writer = RecordWriter(self.cfg.records.database)
         self._start_timing()
@@ -230,7 +233,11 @@ class Service:
                 self.alarms.raise_(f"camera_{name}", f"camera {name}: {msg[2]}; reconnecting")
 
     def _supervise(self) -> None:
+        next_routes = 0.0
         while not self.stopping.wait(0.5):
+            if time.monotonic() >= next_routes:
+                next_routes = time.monotonic() + 1.0
+                self._watch_routes()
             if not self.timing_proc.is_alive():
                 self.alarms.raise_("timing_process", f"timing process died (exit {self.timing_proc.exitcode}); restarted")
                 self._start_timing()
@@ -296,8 +303,24 @@ class Service:
         self.send(("pause", False))
 
     def reload_routes(self) -> tuple[bool, str]:
-        self.send(("reload_routes",))
-        try:
-            return self._reload_result.get(timeout=5)
-        except queue.Empty:
-            return False, "the timing process did not answer"
+        """Reload the routing files now (API, SIGHUP). Parsing happens here, in the service process;
+        the timing process only swaps in the new table between two parcels."""
+        with self._routing_lock:
+            ok, text = self.router.reload()
+            self._routing_outcome(ok, text)
+        return ok, text
+
+    def _watch_routes(self) -> None:
+        """A routing file changed on disk: load it (the old table stays if the new one is bad)."""
+        with self._routing_lock:
+            result = self.router.reload_if_changed()
+            if result is not None:
+                self._routing_outcome(*result)
+
+    def _routing_outcome(self, ok: bool, text: str) -> None:
+        if ok:
+            self.alarms.clear("routes")
+            self.send(("routing_state", self.router.state))
+            log.info("routing: %s", text)
+        else:
+            self.alarms.raise_("routes", f"routing files refused, the previous version stays in force: {text}")

@@ -174,6 +174,9 @@ def summarise(svc: Service, truth: dict, parcels: int) -> dict:
         "outcomes": outcomes,
         "expected_sorted": truth["expected_sorted"],
         "mis_sorted": truth["mis_sorted"],
+        # of the mis-sorted: in a chute it was not meant for (unsafe) / a sortable parcel rejected (safe)
+        "wrong_chute": truth.get("wrong_chute"),
+        "rejected_sortable": truth.get("rejected_sortable"),
         "unrecorded": unrecorded,
         "without_reason": no_reason,
         "throughput_pph": snap["throughput_pph"],
@@ -183,6 +186,7 @@ def summarise(svc: Service, truth: dict, parcels: int) -> dict:
         "fire_error_ms_estimated": {k: snap["fire_error_ms"].get(k) for k in ("p50", "p99", "max")},
         "mis_sorts": truth["mis_sorts"][:20],
         "sim_faults": truth["faults"],
+        "held_by_watchdog": truth.get("held", 0),
         "counters": svc.timing_status.get("counters", {}),
         "timing_policy": svc.timing_hello.get("policy"),
     }

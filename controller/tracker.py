@@ -334,5 +334,7 @@ class Tracker:
             "destination": d.destination if d else None, "chute": p.chute,
             "actual_chute": p.actual_chute, "outcome": p.outcome, "reason": p.reason,
             "routing_version": d.routing_version if d else None,
+            "rule": getattr(d, "rule", None) if d else None,
+            "sort_code": getattr(d, "sort_code", None) if d else None,
             "fire_error_ms": p.fire_error_ms, "decision_ms": p.decision_ms,
         })

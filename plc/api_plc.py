@@ -1,4 +1,10 @@
-"""HTTP endpoints for the line's I/O, mounted by controller/webserver.py."""
+"""HTTP endpoints for the line's I/O, mounted by controller/webserver.py.
+
+GET /api/io            the live I/O as the timing process last reported it (4 times a second):
+                       connection, mode, every input's value, outputs on, safe-state reason,
+                       heartbeat, tower, and the fire timing error histogram.
+GET /api/io/timing     the fire timing error histogram alone (bucket edges in ms and counts).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,20 @@ from fastapi import APIRouter
 
 
 def router(svc) -> APIRouter | None:
-    """Endpoints of this area; `svc` is the running controller.service.Service (svc.cfg, svc.token,
-    svc.alarms, svc.store ...). Control endpoints must check svc.token (Bearer) like controller/api.py."""
-    return None
+    r = APIRouter(tags=["io"])
+
+    def _ts() -> dict:
+        return getattr(svc, "timing_status", None) or {}
+
+    @r.get("/api/io")
+    def io_state() -> dict:
+        ts = _ts()
+        io = dict(ts.get("io", {}))
+        return {"plc": ts.get("plc", {"connected": False}), "outputs_on": ts.get("outputs_on", []),
+                "alarms": [a for a in ts.get("alarms", [])], **io}
+
+    @r.get("/api/io/timing")
+    def io_timing() -> dict:
+        return _ts().get("io", {}).get("fire_hist", {"edges_ms": [], "counts": [], "n": 0})
+
+    return r

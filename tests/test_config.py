@@ -41,8 +41,8 @@ def edited(tmp_path, old: str, new: str) -> Path:
     assert old in src, old
     dst = tmp_path / "line.yaml"
     dst.write_text(src.replace(old, new, 1), encoding="utf-8")
-    (tmp_path / "wenling-routes.yaml").write_text((ROOT / "config/wenling-routes.yaml").read_text(encoding="utf-8"),
-                                                  encoding="utf-8")
+    for name in ("wenling-routes.yaml", "towns.yaml", "carriers.yaml"):
+        (tmp_path / name).write_text((ROOT / "config" / name).read_text(encoding="utf-8"), encoding="utf-8")
     return dst
 
 

@@ -250,3 +250,25 @@ def test_writer_survives_database_trouble(tmp_path):
     assert w.flush(30)
     assert RecordStore(db).recent()[0]["parcel_id"] == 1
     w.close()
+
+
+def test_a_version_1_database_is_upgraded_in_place_keeping_its_records(tmp_path):
+    import sqlite3 as _sq
+    from controller.records import RecordStore as _Store
+    path = tmp_path / "old.db"
+    s = _Store(path)
+    s.write_many([{"run_id": "r", "parcel_id": 1, "ended_wall": 1.0, "reads": [], "outcome": "no_read",
+                   "reason": "no waybill"}])
+    s.close()
+    db = _sq.connect(path)
+    db.execute("ALTER TABLE parcels DROP COLUMN rule")
+    db.execute("ALTER TABLE parcels DROP COLUMN sort_code")
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    s = _Store(path)
+    s.write_many([{"run_id": "r", "parcel_id": 2, "ended_wall": 2.0, "reads": [], "outcome": "sorted",
+                   "reason": "confirmed", "rule": "rule 6 (town=泽国镇)", "sort_code": "571-W30-02"}])
+    recs = {r["parcel_id"]: r for r in s.recent(limit=10)}
+    assert recs[1]["reason"] == "no waybill" and recs[1]["rule"] is None
+    assert recs[2]["rule"] == "rule 6 (town=泽国镇)" and recs[2]["sort_code"] == "571-W30-02"

@@ -28,8 +28,8 @@ def sim_config(tmp_path: Path) -> Path:
     text = text.replace("manifest: ../var/manifest.db", f"manifest: {tmp_path / 'manifest.db'}")
     text = text.replace("database: ../var/records.db", f"database: {tmp_path / 'records.db'}")
     text = text.replace("modbus_port: 1502", "modbus_port: 0")
-    (tmp_path / "wenling-routes.yaml").write_text((ROOT / "config/wenling-routes.yaml").read_text(encoding="utf-8"),
-                                                  encoding="utf-8")
+    for name in ("wenling-routes.yaml", "towns.yaml", "carriers.yaml"):
+        (tmp_path / name).write_text((ROOT / "config" / name).read_text(encoding="utf-8"), encoding="utf-8")
     cfg = tmp_path / "line.yaml"
     cfg.write_text(text, encoding="utf-8")
     return cfg

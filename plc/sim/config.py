@@ -27,6 +27,12 @@ class SimConfig(Strict):
     p_missing_label: float = Field(default=0.01, ge=0, le=1)
     p_face_down: float = Field(default=0.01, ge=0, le=1)
     p_unknown_waybill: float = Field(default=0.02, ge=0, le=1, description="waybill not in the manifest")
+    p_sort_code: float = Field(default=0.1, ge=0, le=1, description="advised with a sort code (三段码) only")
+    p_address: float = Field(default=0.1, ge=0, le=1, description="advised with an address only")
+    latch: bool = Field(default=True, description="latch the encoder count at each induct photo-eye edge into "
+                        "the plc.latch registers (a PLC with a counter module); false = a plain remote-I/O module")
+    watchdog_ms: float = Field(default=500, ge=0, le=60_000, description="with plc.heartbeat: no heartbeat for this "
+                               "long drops every output and stops induction until it comes back (0 = never)")
     towns: list[str] = Field(default_factory=list, description="destinations the simulated parcels go to")
 
     @model_validator(mode="after")

@@ -15,7 +15,7 @@ from multiprocessing.connection import Connection
 
 from controller.config import Config
 from controller.manifest import Manifest
-from controller.routes import load_routes
+from plc.sim.advice import SimAdvice
 from plc.sim.modbus_server import SimIOModule, start_server
 from plc.sim.parcels import ParcelPlan
 from plc.sim.physics import LinePhysics
@@ -30,7 +30,8 @@ class SimLine:
         self.cfg, self.seed, self.n, self.plan = cfg, seed, n_parcels, plan
         self.physics: LinePhysics | None = None
         self.module = SimIOModule(cfg, _IdleLine(cfg))
-        self.routes = load_routes(cfg.routing.routes, {c.id for c in cfg.line.chutes})
+        self.advice = SimAdvice(cfg, seed)   # the carriers' pre-advice and the truth (routing's files)
+        self.routes = self.advice.table
         self.manifest = Manifest(cfg.routing.manifest)
         self.advised = 0
 
@@ -42,7 +43,7 @@ class SimLine:
         for i in range(self.advised, upto):
             p = self.plan.get(i)
             if p.in_manifest:
-                rows.append((p.waybill, p.town))
+                rows.append(self.advice.row(p))
         if rows:
             self.manifest.upsert(rows)
         self.advised = max(self.advised, upto)
@@ -54,25 +55,28 @@ class SimLine:
     def expected_chute(self, p) -> str | None:
         if p.expected_outcome != "sorted":
             return None
-        chute, _ = self.routes.chute_for(p.carrier, p.town)
+        chute = self.advice.expected_chute(p)
         return chute
 
     def report(self) -> dict:
         ph = self.physics
         reject = self.cfg.line.reject_chute
         out = {"inducted": 0, "landed": 0, "expected_sorted": 0, "mis_sorted": 0, "mis_sorts": [],
-               "fire_error_ms": {}, "faults": [], "parcels": []}
+               "fire_error_ms": {}, "faults": [], "parcels": [],
+               "rejected_sortable": 0, "wrong_chute": 0, "landed_as_wanted": 0, "held": 0, "watchdog_trips": []}
         if ph is None:
             return out
         errors = []
         for i in range(ph.next_index):
+            if i in ph.held:
+                continue  # the watchdog stopped induction: this parcel never entered the line
             try:
                 p = self.plan.get(i)
             except IndexError:  # an endless run no longer keeps its oldest parcels
                 continue
             fate = ph.fates.get(i)
             want = self.expected_chute(p)
-            ok_chutes = {want} if want else {reject}
+            ok_chutes = set(self.advice.expected_chutes(p)) if want else {reject}  # a group: any of its chutes
             chute_cfg = self.cfg.chute(want) if want else None
             t_in = ph.t0 + p.head_s
             if want and fate and ph.full_between(want, t_in, fate.t_mono + 0.5):
@@ -82,6 +86,12 @@ class SimLine:
                 out["expected_sorted"] += 1
             if fate is not None:
                 out["landed"] += 1
+                if fate.chute == reject and want and reject not in ok_chutes:
+                    out["rejected_sortable"] += 1  # safe, but a sortable parcel the line did not sort
+                elif fate.chute not in ok_chutes:
+                    out["wrong_chute"] += 1  # the unsafe kind: in a chute it was not meant for
+                if want and fate.chute == want:
+                    out["landed_as_wanted"] += 1
                 if fate.chute not in ok_chutes:
                     out["mis_sorted"] += 1
                     out["mis_sorts"].append({"index": i, "waybill": p.waybill, "want": sorted(c for c in ok_chutes if c),
@@ -90,7 +100,9 @@ class SimLine:
                     errors.append(fate.fire_error_ms)
             out["parcels"].append({"index": i, "induct_mono": t_in, "expected": p.expected_outcome,
                                    "want": want, "got": fate.chute if fate else None})
-        out["inducted"] = ph.next_index
+        out["inducted"] = ph.next_index - len(ph.held)
+        out["held"] = len(ph.held)
+        out["watchdog_trips"] = [(round(a - ph.t0, 3), None if b is None else round(b - ph.t0, 3)) for a, b in ph.trips]
         out["faults"] = ph.faults[:20]
         if errors:
             errors.sort()
@@ -138,6 +150,20 @@ async def _serve(sim: SimLine, conn: Connection, host: str, port: int) -> None:
                 if sim.physics is not None:
                     sim.physics.advance(time.monotonic())
                 conn.send(("report", sim.report()))
+            elif msg[0] == "outage":
+                # the I/O module goes away (power cut, cable pulled) and comes back: the belt runs on
+                await server.shutdown()
+                await asyncio.sleep(msg[1])
+                server, _ = await start_server(sim.module, host, bound)
+                conn.send(("outage_done",))
+            elif msg[0] == "force":
+                _, name, value = msg
+                if value is None:
+                    sim.module.forced.pop(name, None)
+                else:
+                    sim.module.forced[name] = value
+            elif msg[0] == "refuse":
+                sim.module.refuse = set(msg[1])
             elif msg[0] == "stop":
                 break
     finally:

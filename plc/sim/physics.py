@@ -84,6 +84,17 @@ class LinePhysics:
         self.t = t0_mono
         self.ppmm = line.encoder_pulses_per_mm
         self.encoder_start = cfg.sim.encoder_start
+        # the PLC's watchdog: armed by the first heartbeat; when it trips, outputs drop and induction
+        # stops (parcels due at the induct while it is tripped are held back: they never enter)
+        self.watchdog_s = cfg.sim.watchdog_ms / 1000 if cfg.plc.heartbeat and cfg.sim.watchdog_ms > 0 else None
+        self.hb_last: float | None = None
+        self.tripped_at: float | None = None
+        self.trips: list[tuple[float, float | None]] = []
+        self.held: set[int] = set()
+        # the encoder latch at the induct photo-eye: edges so far and the count at the last one
+        self.head_seq = self.tail_seq = 0
+        self.head_latch = self.tail_latch = 0
+        self._tails: deque[tuple[float, int]] = deque()
 
     # --- time of a parcel point --------------------------------------------------------
     def _at(self, p: PlannedParcel, at_mm: float, point_mm: float) -> float:
@@ -93,19 +104,58 @@ class LinePhysics:
     def head_mm(self, p: PlannedParcel, t: float) -> float:
         return self.induct_mm + (t - self.t0 - p.head_s) * self.v
 
+    # --- the PLC's watchdog --------------------------------------------------------------
+    def heartbeat(self, t: float) -> None:
+        self.advance(t)
+        if self.tripped_at is not None:
+            self.trips[-1] = (self.tripped_at, t)
+            self.tripped_at = None
+        self.hb_last = t
+
+    def _check_watchdog(self, t: float) -> None:
+        if self.watchdog_s is None or self.hb_last is None or self.tripped_at is not None:
+            return
+        t_trip = self.hb_last + self.watchdog_s
+        if t_trip <= t:
+            self._advance(t_trip)
+            for h in self.outputs.values():
+                h.set(t_trip, False)
+            self.tripped_at = t_trip
+            self.trips.append((t_trip, None))
+
     # --- writes ------------------------------------------------------------------------
     def write_output(self, signal: str, state: bool, t: float) -> None:
         self.advance(t)
+        if self.tripped_at is not None:
+            return  # the watchdog holds every output off until the heartbeat returns
         self.outputs[signal].set(t, state)
 
     # --- evolution ---------------------------------------------------------------------
     def advance(self, t: float) -> None:
         if t < self.t:
             t = self.t  # never run the clock backwards
+        self._check_watchdog(t)
+        self._advance(t)
+
+    def _advance(self, t: float) -> None:
+        if t < self.t:
+            t = self.t
         while (self.n is None or self.next_index < self.n) and \
                 self.t0 + self.plan.get(self.next_index).head_s <= t:
-            self.on_belt.append((self.plan.get(self.next_index), 0))
+            p = self.plan.get(self.next_index)
             self.next_index += 1
+            t_head = self.t0 + p.head_s
+            if self.tripped_at is not None and t_head >= self.tripped_at:
+                self.held.add(p.index)  # induction is stopped: it stays on the infeed
+                continue
+            self.on_belt.append((p, 0))
+            self.head_seq = (self.head_seq + 1) & 0xFFFF
+            self.head_latch = self.encoder(t_head)
+            t_tail = t_head + p.length_mm / self.v
+            self._tails.append((t_tail, self.encoder(t_tail)))
+        while self._tails and self._tails[0][0] <= t:
+            self.tail_seq = (self.tail_seq + 1) & 0xFFFF
+            self.tail_latch = self._tails.popleft()[1]
         still = deque()
         for p, k in self.on_belt:
             done = False
