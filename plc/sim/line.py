@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import selectors
 import statistics
 import time
 from multiprocessing.connection import Connection
@@ -177,7 +179,12 @@ def sim_line_main(cfg: Config, seed: int, n_parcels: int | None, conn: Connectio
     plan = ParcelPlan(cfg, seed, keep=None if n_parcels else KEEP_ENDLESS, **plan_kwargs)
     sim = SimLine(cfg, seed, n_parcels, plan)
     sim.advise(n_parcels if n_parcels is not None else MANIFEST_AHEAD)
-    import selectors
+    # the simulated line stands in for a PLC, which answers in real time whatever the PC is doing;
+    # below the timing process's priority (20), above everything else, when the system allows it
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+    except (PermissionError, OSError, AttributeError):
+        pass
     loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
     asyncio.set_event_loop(loop)
     loop.run_until_complete(_serve(sim, conn, host, cfg.sim.modbus_port))
