@@ -88,6 +88,8 @@ class FireHistogram:
 
 
 class TimingLoop:
+    tracker_cls = PlcTracker  # plc/mailbox.py: MailboxLoop uses its own for plc_tracking
+
     def __init__(self, cfg: Config, conn: Connection | None, run_id: str, plc_url: str | None = None,
                  tracker: Tracker | None = None):
         self.cfg, self.conn = cfg, conn
@@ -97,7 +99,7 @@ class TimingLoop:
         self.router = None
         if tracker is None:
             self.router = Router.from_config(cfg)
-            tracker = PlcTracker(cfg, test_mode_decide(cfg, self.router.decide), self._emit_record, run_id)
+            tracker = self.tracker_cls(cfg, test_mode_decide(cfg, self.router.decide), self._emit_record, run_id)
             if cfg.plc.latch:
                 tracker.setup_latch(cfg.plc.latch)
         self.tracker = tracker
@@ -254,9 +256,7 @@ class TimingLoop:
         self.tracker.outputs.clear()
         if not self.io.connected:
             return False
-        sigs = [s for d in self.cfg.line.diverters for s in d.outputs.values()]
-        if self.plc.induct_enable:
-            sigs.append(self.plc.induct_enable)
+        sigs = self._safe_signals()
         for sig in sigs:
             try:
                 await self.io.write(sig, False)
@@ -279,6 +279,13 @@ class TimingLoop:
                 except LinkDown:
                     return False
         return True
+
+    def _safe_signals(self) -> list[str]:
+        """The outputs `_safe_outputs` switches off: every diverter output and induction enable."""
+        sigs = [s for d in self.cfg.line.diverters for s in d.outputs.values()]
+        if self.plc.induct_enable:
+            sigs.append(self.plc.induct_enable)
+        return sigs
 
     # ---------------------------------------------------------------- tower & aux writes
     def _set_tower(self, state: str | None = None) -> None:
@@ -439,6 +446,9 @@ def timing_main(cfg: Config, conn: Connection, run_id: str, plc_url: str | None 
     loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(TimingLoop(cfg, conn, run_id, plc_url).run())
+        cls = TimingLoop
+        if cfg.plc.mode == "plc_tracking":  # the PLC tracks parcels; the PC answers in a mailbox
+            from plc.mailbox import MailboxLoop as cls
+        loop.run_until_complete(cls(cfg, conn, run_id, plc_url).run())
     finally:
         loop.close()

@@ -68,7 +68,21 @@ class InductLatch(Strict):
 
 class Mailbox(Strict):
     """PLC-tracking mode: the PLC posts each new parcel id, the PC answers a chute number for that id
-    before the deadline, the PLC posts where each parcel went. All holding registers."""
+    before the deadline, the PLC posts where each parcel went. All holding registers.
+
+    The handshake (plc/mailbox.py):
+    - new parcel: when a parcel's tail has cleared the induct photo-eye the PLC writes new_id (never
+      0), new_head_count / new_length_mm when mapped, then increments new_seq. The PC polls it at the
+      poll rate; a jump of new_seq by more than one is a parcel the PC missed (a `fault` record).
+    - answer: the PC writes answer_chute, then answer_id (which commits it). The PLC takes it only
+      before the parcel's deadline (its diverter must switch: position minus lead, minus actuation);
+      otherwise, or with no answer, the parcel goes to the reject chute. Answers are spaced at least
+      answer_interval_ms apart so that a PLC scanning its mailbox every few ms sees each one.
+    - result: the PLC posts result_id, result_chute (0 = reject), result_code, then increments
+      result_seq; it posts the next result only when the PC has written result_ack = result_seq.
+      result_code: 0 = went where answered, 1 = no answer before the deadline (rejected),
+      2 = diverted but not confirmed in its chute, 3 = answered a chute number it does not know.
+    """
 
     new_seq: str = Field(description="PLC: counts parcels posted (16-bit)")
     new_id: str = Field(description="PLC: id of the newest parcel (16-bit)")
@@ -79,7 +93,12 @@ class Mailbox(Strict):
     result_seq: str = Field(description="PLC: counts results posted (16-bit)")
     result_id: str = Field(description="PLC: id of the parcel the result is for")
     result_chute: str = Field(description="PLC: chute number where it went (0 = reject)")
+    result_code: str | None = Field(default=None, description="PLC: 0 ok, 1 no answer in time, 2 not confirmed, 3 bad chute")
     result_ack: str = Field(description="PC: the last result_seq read (the PLC then posts the next)")
+    answer_interval_ms: float = Field(default=20, ge=0, le=1000,
+                                      description="at least this long between two answers (the PLC's mailbox scan)")
+    result_timeout_ms: float = Field(default=3000, ge=100, le=60_000,
+                                     description="no result this long after the parcel should have reached its chute: lost")
     chute_numbers: dict[str, int] = Field(default_factory=dict,
                                           description="chute id -> number in the PLC (default: order in line.chutes, from 1)")
 
@@ -183,7 +202,7 @@ def plc_signal_refs(plc: PlcConfig) -> list[tuple[str, str, tuple[str, ...], int
     if plc.mailbox:
         m = plc.mailbox
         for k in ("new_seq", "new_id", "new_length_mm", "answer_id", "answer_chute", "result_seq",
-                  "result_id", "result_chute", "result_ack"):
+                  "result_id", "result_chute", "result_code", "result_ack"):
             if getattr(m, k):
                 refs.append((f"plc.mailbox.{k}", getattr(m, k), ("holding_register",), 1))
         if m.new_head_count:
@@ -244,8 +263,6 @@ def verify_io(cfg) -> list[tuple[str, str]]:
             problems.append((where, f"signal {sname!r} must be {16 * words}-bit (words: {words})"))
     chute_ids = [c.id for c in cfg.line.chutes]
     if plc.mode == "plc_tracking":
-        # the mailbox registers are specified (plc.mailbox) but the handshake is not built yet
-        problems.append(("plc.mode", "plc_tracking is not available yet in this version; use direct"))
         if plc.mailbox is None:
             problems.append(("plc.mailbox", "mode plc_tracking needs the mailbox registers"))
         else:
@@ -255,6 +272,19 @@ def verify_io(cfg) -> list[tuple[str, str]]:
             nums = list(plc.mailbox.chute_numbers.values())
             if len(set(nums)) != len(nums):
                 problems.append(("plc.mailbox.chute_numbers", "two chutes share a number"))
+            for cid, n in plc.mailbox.chute_numbers.items():
+                if not 0 <= n <= 65535 or (n == 0 and cid != cfg.line.reject_chute):
+                    problems.append((f"plc.mailbox.chute_numbers.{cid}", "chute numbers are 1..65535 (0 is the reject chute)"))
     if plc.test_mode == "fixed" and plc.test_chute not in chute_ids:
         problems.append(("plc.test_chute", f"no chute {plc.test_chute!r}"))
     return problems
+
+
+def chute_numbers(cfg) -> dict[str, int]:
+    """Chute id -> its number in the PLC's mailbox (plc.mailbox.chute_numbers, else the order in
+    line.chutes from 1). The reject chute is always 0."""
+    m = cfg.plc.mailbox
+    given = dict(m.chute_numbers) if m is not None else {}
+    out = given or {c.id: i for i, c in enumerate(cfg.line.chutes, 1)}
+    out[cfg.line.reject_chute] = 0
+    return out

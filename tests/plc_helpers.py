@@ -128,10 +128,12 @@ LATCH_PLC = "  latch: {head_seq: latch_head_seq, head_count: latch_head_count, t
 
 
 def line_config(tmp_path: Path, failsafe: bool = True, latch: bool = True, hb_ms: float = 10,
-                watchdog_ms: float = 30, sim_latch: bool = True, extra_sim: str = "") -> Path:
+                watchdog_ms: float = 30, sim_latch: bool = True, extra_sim: str = "",
+                source: str = "config/wenling-line1.yaml") -> Path:
     """The example line in tmp_path (own databases, any free Modbus port), optionally with the
-    fail-safe signals, the encoder latch and the heartbeat watchdog."""
-    text = (ROOT / "config/wenling-line1.yaml").read_text(encoding="utf-8")
+    fail-safe signals, the encoder latch and the heartbeat watchdog. `source`: the example to start
+    from (config/wenling-line1-plc-tracking.yaml for PLC-tracking mode)."""
+    text = (ROOT / source).read_text(encoding="utf-8")
     # start from the example without its encoder latch: each test says whether it wants one
     text = "\n".join(l for l in text.split("\n")
                      if not l.lstrip().startswith(("latch_", "latch:", "# the counter module latches",

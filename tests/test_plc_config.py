@@ -43,7 +43,7 @@ def _broken(tmp_path, old: str, new: str) -> str:
     ("estop_signal: estop_ok", "estop_signal: no_such_signal", "is not in io"),
     ("tower_red: {table: coil, address: 42}", "tower_red: {table: coil, address: 41}", "overlaps"),
     ("url: tcp://127.0.0.1:1502", "url: rtu:///dev/ttyS0?baud=12", "plc.url"),
-    ("  mode: direct", "  mode: plc_tracking", "plc.mode"),
+    ("  mode: direct", "  mode: plc_tracking", "plc.mailbox"),  # plc_tracking needs the mailbox registers
     ("tower_green: {table: coil, address: 40}", "tower_green: {table: relay, address: 1}", "needs board"),
     ("encoder: {table: input_register, address: 0, words: 2}",
      "encoder: {table: input_register, address: 65535, words: 2}", "past 65535"),

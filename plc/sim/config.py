@@ -33,6 +33,8 @@ class SimConfig(Strict):
                         "the plc.latch registers (a PLC with a counter module); false = a plain remote-I/O module")
     watchdog_ms: float = Field(default=500, ge=0, le=60_000, description="with plc.heartbeat: no heartbeat for this "
                                "long drops every output and stops induction until it comes back (0 = never)")
+    plc_answer_lead_ms: float = Field(default=5, ge=0, le=600_000, description="plc_tracking: the simulated PLC takes "
+                                      "an answer only this long before the parcel's diverter must switch (its scan time)")
     towns: list[str] = Field(default_factory=list, description="destinations the simulated parcels go to")
 
     @model_validator(mode="after")
