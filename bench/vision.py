@@ -20,6 +20,7 @@ import math
 import os
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import cv2
@@ -97,7 +98,8 @@ def finish(frame, rng, blur=0.5, noise=2.5):
 
 
 def make_case(cls: str, module: float, k: int):
-    rng = np.random.default_rng(1000 * int(module * 10) + k + hash(cls) % 997)
+    # zlib.crc32, not hash(): str hashes are salted per process, and the cases must not change between runs
+    rng = np.random.default_rng(1000 * int(module * 10) + k + zlib.crc32(cls.encode()) % 997)
     wb = make_waybill(CARRIER_CODES[k % len(CARRIER_CODES)], rng)
     spec = LabelSpec(wb, qr_text=f"{wb}|温岭" if k % 2 else None, ean13=make_ean13(rng) if k % 3 else None)
     label = render_label(spec, rng, module_px=module)

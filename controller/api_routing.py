@@ -67,6 +67,13 @@ def router(svc) -> APIRouter | None:
         except Exception:  # noqa: BLE001 - status is best effort here
             return None
 
+    @r.get("/api/lookup", summary="Real-time waybill lookup: configured, counters, circuit state")
+    def get_lookup() -> dict:
+        lk = getattr(svc, "lookup", None)
+        if lk is None:
+            return {"enabled": False}
+        return {"enabled": True, "url": cfg.routing.lookup.url.split("?")[0], **lk.stats()}
+
     @r.get("/api/routes", summary="The route table: version, rules, default and intercept chutes")
     def get_routes() -> dict:
         from controller.routes import RoutesError

@@ -71,7 +71,10 @@ def cmd_sim(args) -> int:
     else:
         for k, v in result.items():
             print(f"{k:>16}: {v}")
-    return 0 if result["mis_sorted"] == 0 and result["unrecorded"] == 0 else 1
+    # failure is what is unsafe or lost: a parcel in a wrong chute, or a parcel without a record
+    # (a sortable parcel sent to reject is counted in mis_sorted, but is the safe side)
+    unsafe = result.get("wrong_chute", result["mis_sorted"]) or 0
+    return 0 if unsafe == 0 and result["unrecorded"] == 0 else 1
 
 
 def cmd_run(args) -> int:

@@ -252,8 +252,13 @@ class Router:
         (waybill, carrier), = found.items()
         row = self.manifest.lookup_row(waybill)
         if row is None:
-            return RouteDecision(NO_ROUTE, None, waybill, carrier, None,
-                                 f"waybill {waybill} not in manifest", version)
+            # the real-time lookup (service process, controller/lookup.py) may have left a note:
+            # it is never waited for here
+            note = self.manifest.lookup_note(waybill)
+            why = f"waybill {waybill} not in manifest"
+            if note is not None:
+                why += f"; real-time lookup {note[0]}" + (f": {note[1]}" if note[1] else "")
+            return RouteDecision(NO_ROUTE, None, waybill, carrier, None, why, version)
         return self.route(st, waybill, carrier, row, available)
 
     def route(self, st: RoutingState, waybill: str, carrier: str | None, row: ManifestRow,

@@ -90,11 +90,15 @@ class Service:
         self._reload_result: queue.Queue = queue.Queue()
         self._snapshot: dict = {}
         self.sim_status: dict | None = None
+        self.lookup = None
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
         Path(self.cfg.records.database).parent.mkdir(parents=True, exist_ok=True)
         self.router = Router.from_config(self.cfg)  # loads and watches the routing files
+        from controller.lookup import LookupService
+        # asks the carriers' real-time service about waybills missing from the manifest (if configured)
+        self.lookup = LookupService.from_config(self.cfg, self.router)
         self._routing_lock = threading.Lock()
         self.store = RecordStore(self.cfg.records.database)
         self.writer = RecordWriter(self.cfg.records.database)
@@ -136,6 +140,8 @@ class Service:
             p.terminate()
         for p in self.camera_procs.values():
             p.join(2)
+        if self.lookup is not None:
+            self.lookup.close()
         self.writer.close()
         self.store.close()
 
@@ -220,6 +226,8 @@ class Service:
                 # a code is (symbology, text, polygon[, offset_mm along the belt when calibrated])
                 self.send(*[("read", name, t_cap, c[0], c[1], c[3] if len(c) > 3 else None) for c in codes],
                           ("watermark", name, watermark))
+                if self.lookup is not None:
+                    self.lookup.submit_codes(codes)
                 h.frames += 1
                 h.reads += len(codes)
                 h.dropped = dropped
@@ -282,6 +290,7 @@ class Service:
             "alarms": alarms,
             "recent": list(self.recent),
             "records": {"written": self.writer.written, "queued": self.writer.queue_depth},
+            "lookup": self.lookup.stats() if self.lookup is not None else None,
         }
         if self.sim_status is not None:
             self._snapshot["sim"] = self.sim_status

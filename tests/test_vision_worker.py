@@ -89,7 +89,7 @@ def test_sim_camera_worker_reads_offsets_noread_images_and_health(tmp_path):
         # caught up, passes that on as its watermark
         server.beat(t2 + 0.001)
         wait_for(out_q, "idle", pred=lambda m: m[2] == t2 + 0.001)
-        cmd_q.put(("keep", "run1", 42, t2 - 0.01, t2 + 0.01))
+        cmd_q.put(("keep", "run1", 42, t2 - 1e-6, t2 + 1e-6))  # exactly the empty frame
         h = wait_for(out_q, "health", pred=lambda m: m[2]["last_image"] != "")[2]
         kept = list((tmp_path / "noreads").glob("*.jpg"))
         assert [k.name for k in kept] == ["run1_42_top_0.jpg"] and h["last_image"] == kept[0].name

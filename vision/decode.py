@@ -9,14 +9,19 @@ whole; instead:
    box-filtered) gives per pixel the gradient energy and its *coherence*.  Bars of a 1-D code are
    high-energy and highly coherent (one gradient direction), 2-D codes and text are high-energy
    and incoherent.  Thresholded, closed and split into connected components, these are the
-   candidate regions; each 1-D candidate also gets its bar direction from the summed tensor.
+   candidate regions; each 1-D candidate also gets its bar direction from the summed tensor.  The
+   energy threshold follows the local contrast (local max-min over the tensor window), so faint
+   labels (ink and paper ~50 grey levels apart) are found too; a frame with no strong gradient
+   anywhere (an empty belt) stops right after the energy (~6 ms on 5 MP).
 2. **1-D pass**: each 1-D candidate is cut out of the full-resolution frame *rotated so its bars are
    vertical* (one ``cv2.warpAffine`` of the crop only) and scanned by ZBar along rows only.  Any
    rotation 0-360 degrees is read.  Polygons are mapped back through the crop's affine transform.
 3. **2-D pass**: each square-ish incoherent candidate is cut out (axis-aligned, with margin) and
    scanned for QR codes (ZBar reads QR at any rotation by itself).
 4. **Fallback**: if a candidate region that looked like a 1-D code did not decode, the crop is
-   retried unfiltered, then enlarged and smoothed; if a barcode-like region still did not decode,
+   retried unfiltered, then enlarged and smoothed, then (thin modules, ~1.5 px) cut again 2x
+   upsampled with a wider margin and sharpened, for ZBar and zxing-cpp; if a barcode-like region
+   still did not decode,
    the whole frame is scanned once by ZBar at reduced scan
    density (bounded cost; it runs only on frames where something was missed).
 
@@ -296,9 +301,15 @@ _SCALE = 0.5  # gradients on a half-size copy ...
 _POOL = 2  # ... pooled 2x2 again for the region analysis (quarter size)
 _WIN = 7  # tensor window, quarter-size pixels (28 full-res px)
 _ENERGY_MIN = 1.0e6  # windowed |grad|^2 (Scharr, half-size): symbols ~3-5e6, label/box edges <~6e5
-# NOTE (bench/vision.py): low-contrast labels (ink-paper ~50 grey levels) fall below this and are not
-# located; 8e4 reads them all at no cost on empty frames but merges regions on normal labels (3 tests
-# fail). A contrast-normalised energy is the fix still to make.
+# Contrast-normalised threshold: energy scales with (ink-paper contrast)^2, so a low-contrast label
+# (~50 grey levels) has ~1/16 of the energy of a normal one.  The threshold is therefore
+# min(_ENERGY_MIN, _ENERGY_PER_RANGE2 * range^2) with ``range`` the local max-min intensity over the
+# tensor window: wherever full-contrast ink is in the window the threshold stays _ENERGY_MIN (normal
+# labels locate exactly as before), while on a low-contrast label it drops with the contrast.  A single
+# step edge has energy/range^2 ~15-20, the bars of a symbol ~60-120.  The floors keep sensor noise
+# on an empty belt (range of a few grey levels) out, so empty frames cost nothing extra.
+_ENERGY_PER_RANGE2 = 40.0
+_ENERGY_FLOOR = 5.0e4
 _COH_1D = 0.6
 _COH_2D = 0.45
 
@@ -325,11 +336,21 @@ def _locate(gray: np.ndarray) -> list[_Cand]:
     def pooled(a, b):
         return cv2.boxFilter(cv2.resize(cv2.multiply(a, b), qsize, interpolation=cv2.INTER_AREA), -1, (_WIN, _WIN))
 
-    jxx, jyy, jxy = pooled(gx, gx), pooled(gy, gy), pooled(gx, gy)
+    jxx, jyy = pooled(gx, gx), pooled(gy, gy)
     energy = jxx + jyy
+    if float(energy.max()) <= min(_ENERGY_FLOOR, _ENERGY_MIN):
+        return []  # nothing anywhere is strong enough (an empty belt): skip the rest
+    jxy = pooled(gx, gy)
     diff = jxx - jyy
     aniso = cv2.sqrt(diff * diff + 4 * jxy * jxy)
     strong = energy > _ENERGY_MIN
+    if _ENERGY_PER_RANGE2 * 255.0 * 255.0 > _ENERGY_FLOOR and float(energy.max()) > _ENERGY_FLOOR:
+        # contrast-normalised: local intensity range over the tensor window (quarter size)
+        q = cv2.resize(small, qsize, interpolation=cv2.INTER_AREA)
+        kw = cv2.getStructuringElement(cv2.MORPH_RECT, (_WIN, _WIN))
+        rng = cv2.subtract(cv2.dilate(q, kw), cv2.erode(q, kw)).astype(np.float32)
+        thr = np.clip(_ENERGY_PER_RANGE2 * rng * rng, _ENERGY_FLOOR, _ENERGY_MIN)
+        strong = energy > thr
     cands: list[_Cand] = []
     inv = 1.0 / (_SCALE / _POOL)  # quarter-size px -> full-res px
     k3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
@@ -338,7 +359,7 @@ def _locate(gray: np.ndarray) -> list[_Cand]:
     m1 = (strong & (aniso > _COH_1D * energy)).astype(np.uint8)
     m1 = cv2.morphologyEx(m1, cv2.MORPH_OPEN, k3)
     m1 = cv2.morphologyEx(m1, cv2.MORPH_CLOSE, k3)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(m1, connectivity=8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m1, connectivity=8) if cv2.countNonZero(m1) else (0, None, None, None)
     for i in range(1, n):
         x, y, w, h, area = stats[i]
         if area < 25 or max(w, h) < 8:
@@ -368,7 +389,7 @@ def _locate(gray: np.ndarray) -> list[_Cand]:
     near_1d = cv2.dilate(m1, k3, iterations=2)
     m2 = (strong & (aniso < _COH_2D * energy) & (near_1d == 0)).astype(np.uint8)
     m2 = cv2.morphologyEx(m2, cv2.MORPH_CLOSE, k3)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(m2, connectivity=8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m2, connectivity=8) if cv2.countNonZero(m2) else (0, None, None, None)
     for i in range(1, n):
         x, y, w, h, area = stats[i]
         if area < 60 or min(w, h) < 8:
@@ -387,10 +408,11 @@ def _locate(gray: np.ndarray) -> list[_Cand]:
 # passes
 
 
-def _deskewed_crop(gray: np.ndarray, cand: _Cand, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Cut the candidate out rotated so that its bars are vertical. Returns (crop, M) where M maps
-    crop pixel coordinates to frame coordinates (2x3)."""
-    pad_u = max(40.0, 0.15 * cand.length)
+def _deskewed_crop(gray: np.ndarray, cand: _Cand, scale: float = 1.0, pad: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+    """Cut the candidate out rotated so that its bars are vertical (``pad``: margin along the bar
+    normal, a fraction of its length). Returns (crop, M) where M maps crop pixel coordinates to frame
+    coordinates (2x3)."""
+    pad_u = max(40.0, pad * cand.length)
     pad_v = max(10.0, 0.1 * cand.height)
     cw = int(math.ceil((cand.length + 2 * pad_u) * scale))
     ch = int(math.ceil((cand.height + 2 * pad_v) * scale))
@@ -407,6 +429,19 @@ def _deskewed_crop(gray: np.ndarray, cand: _Cand, scale: float = 1.0) -> tuple[n
     flags = (cv2.INTER_CUBIC if scale > 1.0 else cv2.INTER_LINEAR) | cv2.WARP_INVERSE_MAP
     crop = cv2.warpAffine(gray, M, (cw, ch), flags=flags, borderMode=cv2.BORDER_REPLICATE)
     return crop, M
+
+
+def _mean_run(crop: np.ndarray, cand: _Cand) -> float:
+    """Mean bar/space width (px) across the middle of a deskewed 1-D crop (~1.8 modules for Code 128
+    and EAN-13): sign changes of the row profile about its local mean, over the candidate's length."""
+    h, w = crop.shape
+    prof = crop[h // 3 : max(h // 3 + 1, 2 * h // 3)].mean(axis=0, dtype=np.float32)
+    d = prof - cv2.blur(prof.reshape(1, -1), (9, 1)).ravel()
+    lo = max(0, int((w - cand.length) / 2))
+    d = d[lo : max(lo + 2, w - lo)]
+    sig = d[np.abs(d) > 1.0]
+    changes = int(np.count_nonzero(np.signbit(sig[1:]) != np.signbit(sig[:-1]))) if len(sig) > 1 else 0
+    return cand.length / max(1, changes)
 
 
 def _map_points(points: list[tuple[int, int]], M: np.ndarray | None, dx: int = 0, dy: int = 0) -> np.ndarray:
@@ -587,6 +622,18 @@ def decode(gray: np.ndarray, symbologies: Iterable[str] | None = None,
                 crop2, M2 = _deskewed_crop(gray, cand, scale=1.6)
                 crop2 = cv2.GaussianBlur(crop2, (0, 0), 1.0)
                 got = col.add(col.run("1d-retry", _zbar, crop2, one_d, x_density=0, y_density=2), M2)
+            if not got and cand.length >= 80 and cand.height >= 24 and _mean_run(crop, cand) < 4.5:
+                # thin modules (~1.5 px, less when foreshortened): upsampled 2x (cubic) and sharpened
+                # (unsharp mask), both engines read most of what they missed at 1x; the wider margin
+                # takes in the rest of a symbol the locator found only in part (faint, thin bars)
+                crop3, M3 = _deskewed_crop(gray, cand, scale=2.0, pad=0.5)
+                if use_zbar and one_d:
+                    got = col.add(col.run("1d-2x", _zbar, crop3, one_d, x_density=0, y_density=2), M3)
+                # a tall region (height > half its length) is two stacked codes merged into one region
+                # (e.g. a foreshortened waybill above its EAN-13): one read does not end it
+                if use_zx and (not got or cand.height > 0.5 * cand.length):
+                    sharp = cv2.addWeighted(crop3, 2.0, cv2.GaussianBlur(crop3, (0, 0), 2.0), -1.0, 0)
+                    got = col.add(col.run("1d-2x-zxing", _zxing, sharp, one_d_zx), M3) or got
             if not got and cand.length >= 80 and cand.height >= 24:
                 missed.append(cand)
         elif cand.kind == "2d" and two_d_zx:
@@ -631,3 +678,15 @@ def decode_file(path, symbologies: Iterable[str] | None = None) -> tuple[list[Co
     t0 = time.perf_counter()
     codes = decode(gray, symbologies)
     return codes, (time.perf_counter() - t0) * 1000.0
+
+
+def warm_up(symbologies=None, engines=None) -> None:
+    """Decode a rendered label once so that every engine's library and caches are loaded."""
+    from vision.labels import LabelSpec, render_frame, render_label
+    rng = np.random.default_rng(0)
+    frame = render_frame(render_label(LabelSpec("SF1234567890123", qr_text="SF1234567890123", ean13="690123456789"),
+                                      rng), rng, rotation_deg=30)
+    try:
+        decode(frame, symbologies, engines=engines) if engines else decode(frame, symbologies)
+    except Exception:  # noqa: BLE001 - warming up must never stop a camera
+        pass

@@ -65,6 +65,10 @@ def camera_main(name: str, source: str, symbologies: list[str], nice: int, out_q
     # a terminated worker removes its shared-memory ring; one that was killed is cleaned by the next
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     remove_stale_rings(name)
+    # load the decoders' libraries and warm their caches now: the first real frame must not pay it
+    # (it cost the first parcels of a run their reads)
+    from vision.decode import warm_up
+    warm_up(symbologies, getattr(config, "engines", None))
     w = CameraWorker(name, source, symbologies, out_q, max_age_s, cmd_q, config, keep_dir, health_s)
     try:
         w.run()

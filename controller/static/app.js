@@ -175,13 +175,14 @@
     if (!cams.length) {
       const tr = el("tr");
       const td = el("td", "none", "无相机 · No cameras");
-      td.colSpan = 8;
+      td.colSpan = 10;
       tr.appendChild(td);
       $("cameras").replaceChildren(tr);
       return;
     }
     $("cameras").replaceChildren(...cams.map((c) => {
-      const tr = el("tr", c.alive ? "" : "cam-dead");
+      const alarm = typeof c.alarm === "string" && c.alarm ? c.alarm : "";
+      const tr = el("tr", (c.alive ? "" : "cam-dead") + (alarm ? " cam-alarm" : ""));
       tr.appendChild(el("td", "mono", c.name));
       const td = el("td");
       td.appendChild(el("span", "dot " + (c.alive ? "up" : "down")));
@@ -193,6 +194,12 @@
       tr.appendChild(el("td", "num", num(c.decode_ms_p50, 1)));
       tr.appendChild(el("td", "num", num(c.decode_ms_p99, 1)));
       tr.appendChild(el("td", "num", num(c.reads)));
+      const rr = el("td", "num" + (typeof c.read_rate === "number" && typeof c.read_rate_floor === "number" &&
+        c.read_rate < c.read_rate_floor ? " warn" : ""), pct(c.read_rate));
+      if (typeof c.read_rate_parcels === "number") rr.title = "last " + c.read_rate_parcels + " parcels";
+      tr.appendChild(rr);
+      const err = alarm || (typeof c.error === "string" ? c.error : "") || (typeof c.source_error === "string" ? c.source_error : "");
+      tr.appendChild(el("td", "cam-alarm-text", err || "—"));
       return tr;
     }));
   }
@@ -227,6 +234,57 @@
     }));
   }
 
+  // no-read images: the newest few, thumbnails from GET /api/noreads/{file}; polled less often
+  const NOREAD_MS = 5000;
+  const NOREAD_N = 12;
+  const NOREAD_FILE = /^[A-Za-z0-9_-]{1,200}\.jpg$/;
+  let noreadKey = null;
+
+  function renderNoreads(list) {
+    const items = (Array.isArray(list) ? list : []).filter((n) => n && typeof n.file === "string" && NOREAD_FILE.test(n.file));
+    setText("noread-count", items.length ? String(items.length) : "");
+    const key = items.map((n) => n.file).join("|");
+    if (key === noreadKey) return;  // unchanged: keep the loaded images
+    noreadKey = key;
+    if (!items.length) {
+      $("noreads").replaceChildren(el("div", "none", "无未读码图像 · No no-read images"));
+      return;
+    }
+    $("noreads").replaceChildren(...items.slice(0, NOREAD_N).map((n) => {
+      const url = "/api/noreads/" + encodeURIComponent(n.file);
+      const a = el("a", "noread");
+      a.href = url;
+      a.target = "_blank";
+      a.rel = "noopener noreferrer";
+      a.title = n.file;
+      const img = el("img");
+      img.src = url;
+      img.loading = "lazy";
+      img.alt = "no-read " + (n.parcel_id || n.file);
+      a.appendChild(img);
+      const cap = el("div", "nr-cap");
+      cap.appendChild(el("span", "nr-id mono", (n.parcel_id ? "#" + n.parcel_id : n.file) + (n.camera ? " · " + n.camera : "")));
+      cap.appendChild(el("span", "nr-time", typeof n.time === "string" ? n.time.replace("T", " ").slice(5) : "—"));
+      a.appendChild(cap);
+      return a;
+    }));
+  }
+
+  async function pollNoreads() {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), TIMEOUT_MS);
+    try {
+      const r = await fetch("/api/noreads?limit=" + NOREAD_N, { cache: "no-store", signal: ctl.signal });
+      if (r.ok) renderNoreads(await r.json());
+      else if (r.status === 404) renderNoreads([]);
+    } catch (e) {
+      // the status poll shows lost contact; keep what is shown
+    } finally {
+      clearTimeout(timer);
+      setTimeout(pollNoreads, NOREAD_MS);
+    }
+  }
+
   function render(st) {
     const parts = [renderLine, renderKpis, renderOutcomes, renderAlarms, renderChutes, renderCameras, renderRecent];
     for (const part of parts) {
@@ -257,6 +315,11 @@
     }
   }
 
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", poll);
-  else poll();
+  function start() {
+    poll();
+    pollNoreads();
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
 })();
