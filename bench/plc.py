@@ -36,22 +36,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.tables import pct, table  # noqa: E402
 CTX = mp.get_context("spawn")
 SIGNALS = [f"D{i}_left" for i in range(1, 9)]
-
-
-def pct(v, q):
-    return float(np.percentile(np.asarray(v), q)) if len(v) else float("nan")
-
-
-def table(title, header, rows):
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
-    print(f"\n## {title}\n")
-    print("| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |")
-    sys.stdout.flush()
 
 
 def load_cfg(tmp: Path):

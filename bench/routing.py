@@ -22,6 +22,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.tables import table  # noqa: E402
+
 TEMPLATES = ("75{:012d}", "YT{:013d}", "JT{:013d}", "SF{:013d}", "77{:011d}", "31{:011d}", "JD{:013d}", "1{:012d}")
 
 
@@ -31,16 +33,6 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def table(title: str, header: list[str], rows: list[list]) -> None:
-    widths = [max(len(str(h)), *(len(f"{r[i]}") for r in rows)) for i, h in enumerate(header)]
-    print(f"\n## {title}\n")
-    print("| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print("| " + " | ".join(f"{c}".ljust(w) for c, w in zip(r, widths)) + " |")
-    sys.stdout.flush()
 
 
 def make_rows(n: int, towns: list[str]) -> list[tuple[str, str]]:

@@ -23,19 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def pct(values, q):
-    return float(np.percentile(np.asarray(values), q)) if len(values) else float("nan")
-
-
-def table(title: str, header: list[str], rows: list[list]) -> None:
-    widths = [max(len(str(h)), *(len(f"{r[i]}") for r in rows)) for i, h in enumerate(header)]
-    print(f"\n## {title}\n")
-    print("| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print("| " + " | ".join(f"{c}".ljust(w) for c, w in zip(r, widths)) + " |")
-    sys.stdout.flush()
+from bench.tables import pct, table  # noqa: E402
 
 
 def bench_decode(n: int) -> None:

@@ -29,25 +29,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.tables import pct, table  # noqa: E402
+
 from plc.sim.waybills import CARRIER_CODES, make_ean13, make_waybill  # noqa: E402
 from vision.decode import SYMBOLOGIES, decode  # noqa: E402
 from vision.labels import LabelSpec, render_label  # noqa: E402
 
 ALL = list(SYMBOLOGIES)
-
-
-def pct(v, q):
-    return float(np.percentile(np.asarray(v), q)) if len(v) else float("nan")
-
-
-def table(title, header, rows):
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
-    print(f"\n## {title}\n")
-    print("| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |")
-    sys.stdout.flush()
 
 
 # ------------------------------------------------------------------------------------- engines

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -42,7 +41,7 @@ def cmd_check_config(args) -> int:
           f"scan zone {line.scan_zone.start_mm:.0f}-{line.scan_zone.end_mm:.0f} mm, end {line.end_mm:.0f} mm")
     print(f"  diverters {len(line.diverters)}: " + ", ".join(f"{d.name}@{d.position_mm:.0f}" for d in line.diverters))
     print(f"  chutes    {len(line.chutes)}: " + ", ".join(f"{c.id}={c.name}" for c in line.chutes))
-    print(f"  cameras   " + (", ".join(f"{c.name} ({c.source})" for c in cfg.cameras) or "none"))
+    print("  cameras   " + (", ".join(f"{c.name} ({c.source})" for c in cfg.cameras) or "none"))
     print(f"  plc       {cfg.plc.mode} {cfg.plc.url}, {len(cfg.io)} signals, poll {cfg.plc.poll_hz:.0f} Hz")
     print(f"  routing   {cfg.routing.routes} / manifest {cfg.routing.manifest}")
     print(f"  records   {cfg.records.database}")

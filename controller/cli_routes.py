@@ -55,7 +55,7 @@ def cmd_check(args) -> int:
 
 def cmd_test(args) -> int:
     from controller.carriers import normalise
-    from controller.manifest import Manifest, ManifestRow, normalise_sort_code
+    from controller.manifest import ManifestRow, normalise_sort_code
     from controller.routing import NO_ROUTE, RouteDecision, Router
     cfg = _cfg(args.config)
     router = Router.from_config(cfg)

@@ -37,7 +37,6 @@ from typing import Any, NamedTuple
 import yaml
 
 from .carriers import CARRIER_NAMES
-from .manifest import parse_sort_code
 from .routing_files import FileProblems, decode_text, item_nodes, line_of, mapping_nodes, parse_yaml, read_bytes
 
 CONDITIONS = ("carrier", "town", "sort_code", "service", "weight_kg", "intercept")
