@@ -16,6 +16,7 @@ import time
 
 from controller.config import Config
 from controller.service import CTX, Service, child
+from plc.sim.belt_frames import calibrate_sim_cameras
 from plc.sim.frames import frames_main
 from plc.sim.line import sim_line_main
 
@@ -64,6 +65,7 @@ class Progress:
 
 def run_sim(cfg: Config, parcels: int | None, seed: int, api_host: str, api_port: int,
             serve_api: bool, progress: bool, token: str | None = None) -> dict | None:
+    cfg = calibrate_sim_cameras(cfg)  # free-running sim cameras: their calibration, for the workers
     plan_kwargs = {"rate_pph": cfg.sim.rate_pph, "length_mm": tuple(cfg.sim.length_mm),
                    "belt_speed_mps": cfg.line.belt_speed_mps}
     line_conn, line_child = CTX.Pipe()
@@ -119,7 +121,7 @@ def run_sim(cfg: Config, parcels: int | None, seed: int, api_host: str, api_port
         svc.writer.flush(10)
         line_conn.send(("report",))
         _, truth = _expect(line_conn, "report", 30, "simulated line")
-        return summarise(svc, truth, parcels)
+        return {**summarise(svc, truth, parcels), "sim_cameras": _frames_report(frames_conn)}
     except KeyboardInterrupt:
         return None
     finally:
@@ -144,6 +146,16 @@ def _expect(conn, kind: str, timeout: float, what: str):
     if msg[0] != kind:
         raise RuntimeError(f"{what}: expected {kind!r}, got {msg[0]!r}")
     return msg
+
+
+def _frames_report(conn) -> dict | None:
+    """What the simulated cameras sent (frames; free-running: frames with two parcels ...)."""
+    try:
+        conn.send(("report",))
+        return _expect(conn, "report", 10, "simulated cameras")[1]
+    except (OSError, EOFError, RuntimeError) as exc:
+        log.warning("no report from the simulated cameras: %s", exc)
+        return None
 
 
 def _wait_ready(svc: Service, timeout: float) -> None:

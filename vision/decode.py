@@ -222,11 +222,13 @@ class _Raw:
     data: bytes
     points: list[tuple[int, int]]
     binary: bool = False  # data are the symbol's raw bytes (no charset guessed)
+    quality: int = 0  # ZBar: scan lines that decoded it (0: another engine)
 
 
 _qr_binary_ok: bool | None = None
 _FALLBACK = True  # whole-frame fallback pass (tests/benchmarks may switch it off)
-STATS = {"fallback": 0}  # how often the whole-frame fallback ran in this process
+# in this process: whole-frame fallbacks run, 1-D reads dropped unconfirmed, conflicting reads dropped
+STATS = {"fallback": 0, "unconfirmed": 0, "conflicts": 0}
 
 
 def _zbar(
@@ -243,6 +245,11 @@ def _zbar(
     syms = {_ZBAR[s] for s in symbologies if s in _ZBAR}
     if not syms or h < 8 or w < 8:
         return []
+    if ZBarSymbol.UPCA in syms or ZBarSymbol.EAN13 in syms:
+        # with UPC-E off, ZBar expands what it takes for a UPC-E (a short 6-digit code that text
+        # and fragments of other codes imitate) into a UPC-A "0xxxxx0000xx": measured as the most
+        # common wrong read on 1.5 px labels.  With it on, it says UPC-E, and that is dropped.
+        syms = syms | {ZBarSymbol.UPCE}
     out: list[_Raw] = []
     pixels = img.tobytes()
     with _pz._image_scanner() as scanner:
@@ -267,11 +274,17 @@ def _zbar(
                 try:
                     name = ZBarSymbol(sym.contents.type).name
                     ours = _FROM_ZBAR.get(name)
+                    # ZBar reports a 1-D code decoded on a single scan line; at 1.5 px/module a
+                    # blurred line can pass Code 128's mod-103 check with the wrong digits (a
+                    # parcel in the wrong town).  Two scan lines must agree: ``quality`` counts them.
+                    quality = _pz.zbar_symbol_get_quality(sym)
+                    if ours in ONE_D and quality < 2:
+                        ours = None
                     if ours is not None:
                         data = string_at(_pz.zbar_symbol_get_data(sym), _pz.zbar_symbol_get_data_length(sym))
                         n = _pz.zbar_symbol_get_loc_size(sym)
                         pts = [(_pz.zbar_symbol_get_loc_x(sym, i), _pz.zbar_symbol_get_loc_y(sym, i)) for i in range(n)]
-                        out.append(_Raw(ours, data, pts))
+                        out.append(_Raw(ours, data, pts, quality=quality))
                 except Exception:  # one odd symbol must not lose the others
                     pass
                 sym = _pz.zbar_symbol_next(sym)
@@ -312,6 +325,11 @@ _ENERGY_PER_RANGE2 = 40.0
 _ENERGY_FLOOR = 5.0e4
 _COH_1D = 0.6
 _COH_2D = 0.45
+_PYRAMID_LEVELS = 2  # coarser levels tried for wide bars: 1/2 and 1/4 size
+_PYRAMID_MIN_SIDE = 256  # ... while the level's shorter side is at least this
+_WIDE_RUN = 12.0  # mean bar/space px above which a region is left to the coarser pyramid level
+_FALLBACK_MAX_PX = 6_000_000  # whole-frame fallback scan: at most a 5 MP camera frame's pixels
+_MERGE_GAP = 12.0  # full-res px between the ends of two pieces of one symbol (a quiet zone is wider)
 
 
 @dataclass
@@ -401,7 +419,52 @@ def _locate(gray: np.ndarray) -> list[_Cand]:
             _Cand("2d", (x + w / 2) * inv, (y + h / 2) * inv, 0.0, w * inv, h * inv,
                   (int(x * inv), int(y * inv), int((x + w) * inv), int((y + h) * inv)))
         )
-    return cands
+    return _merge_split(cands)
+
+
+def _merge_split(cands: list[_Cand]) -> list[_Cand]:
+    """Join 1-D regions that are pieces of one symbol: under perspective the bars of one code are
+    not parallel (their direction drifts along the code) and a wide space or a faint stretch can
+    cut the coherent mask in two.  Pieces whose directions agree within ~12 degrees, that lie on
+    one line and whose ends are closer than a quiet zone are read as one region."""
+    pieces = [c for c in cands if c.kind == "1d"]
+    if len(pieces) < 2:
+        return cands
+    ones = list(pieces)
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(ones)):
+            for j in range(i + 1, len(ones)):
+                a, b = ones[i], ones[j]
+                d = (b.theta - a.theta + math.pi / 2) % math.pi - math.pi / 2
+                if abs(d) > math.radians(12):
+                    continue
+                wa, wb = a.length * a.height, b.length * b.height
+                th = a.theta + d * wb / (wa + wb)
+                c, s = math.cos(th), math.sin(th)
+                du = (b.cx - a.cx) * c + (b.cy - a.cy) * s
+                dv = -(b.cx - a.cx) * s + (b.cy - a.cy) * c
+                gap = abs(du) - (a.length + b.length) / 2
+                if gap > _MERGE_GAP or abs(dv) > 0.5 * max(a.height, b.height):
+                    continue
+                ends_u = [-a.length / 2, a.length / 2, du - b.length / 2, du + b.length / 2]
+                ends_v = [-a.height / 2, a.height / 2, dv - b.height / 2, dv + b.height / 2]
+                u0, u1, v0, v1 = min(ends_u), max(ends_u), min(ends_v), max(ends_v)
+                uc, vc = (u0 + u1) / 2, (v0 + v1) / 2
+                cx, cy = a.cx + uc * c - vc * s, a.cy + uc * s + vc * c
+                box = (min(a.bbox[0], b.bbox[0]), min(a.bbox[1], b.bbox[1]),
+                       max(a.bbox[2], b.bbox[2]), max(a.bbox[3], b.bbox[3]))
+                ones[i] = _Cand("1d", cx, cy, th, u1 - u0, v1 - v0, box)
+                del ones[j]
+                merged = True
+                break
+            if merged:
+                break
+    # the joined regions first; the pieces stay (a join can also spoil a region that read alone),
+    # and are skipped when a code already decoded covers them
+    joined = [c for c in ones if not any(c is p for p in pieces)]
+    return joined + cands
 
 
 # ---------------------------------------------------------------------------------------------
@@ -478,14 +541,76 @@ def _inside_any(cand: _Cand, codes) -> bool:
     return False
 
 
+def _spans_codes(codes, cand: _Cand, frac: float = 0.7) -> bool:
+    """One of ``codes`` covers ``frac`` of the region's length (else more may be in it)."""
+    c, s = math.cos(cand.theta), math.sin(cand.theta)
+    for code in codes:
+        if len(code.polygon) < 2:
+            continue
+        p = np.asarray(code.polygon, np.float64)
+        u = (p[:, 0] - cand.cx) * c + (p[:, 1] - cand.cy) * s
+        if u.max() - u.min() >= frac * cand.length:
+            return True
+    return False
+
+
+def _scaled(cand: _Cand, k: float) -> _Cand:
+    """The candidate in the coordinates of a frame ``k`` times larger."""
+    if k == 1.0:
+        return cand
+    x0, y0, x1, y1 = cand.bbox
+    return _Cand(cand.kind, cand.cx * k, cand.cy * k, cand.theta, cand.length * k, cand.height * k,
+                 (int(x0 * k), int(y0 * k), int(x1 * k), int(y1 * k)))
+
+
 class _Collector:
     def __init__(self, frame_hw: tuple[int, int]):
         self.frame_hw = frame_hw
+        self.scale = 1.0  # pixels of the pyramid level being read -> frame pixels
         self.codes: dict[tuple[str, str], Code] = {}
         self.errors: list[str] = []
+        self.last: list[Code] = []  # the codes of the last add()
+        self.votes: dict[tuple[str, str], list] = {}  # 1-D reads -> [(raw, M to frame px, attempt)]
+        self.banned: set[tuple[str, str]] = set()
+        self.regions = 0
+        self.unconfirmed = 0  # 1-D reads that no second attempt confirmed (dropped)
+        self.conflicts = 0  # confirmed reads that disagreed about one place (both dropped)
+
+    def code_of(self, raw: _Raw, M: np.ndarray | None = None, unscaled: bool = False) -> Code:
+        """The read as it would be reported (polygon in frame px), without adding it (``unscaled``:
+        ``M`` maps to frame px already)."""
+        p = _map_points(raw.points, M)
+        poly = _polygon(p if unscaled else p * self.scale, raw.symbology, self.frame_hw)
+        return Code(raw.symbology, _text_of(raw) or "", poly)
+
+    def accept(self, key: tuple[str, str]) -> int:
+        """Report a 1-D read once two different attempts decoded it, unless a confirmed read of the
+        same symbology says something else about the same place (then neither is reported)."""
+        v = self.votes.get(key, [])
+        if len(v) < 2 or key in self.banned:
+            return 0
+        if key in self.codes:
+            return 1
+        # reported with the polygon of the vote that spans the most: ZBar gives the ends of its scan
+        # lines, often only one end on a thin symbol; zxing gives the symbol's corners
+        code = max((self.code_of(x[0], x[1], unscaled=True) for x in v), key=_extent)
+        code = Code(key[0], key[1], code.polygon)
+        for other, ov in self.votes.items():
+            if other[0] == key[0] and other != key and len(ov) >= 2 and other not in self.banned \
+                    and any(_same_place(a, b) for a in v for b in ov):
+                self.conflicts += 1
+                self.banned.update((key, other))
+                self.codes.pop(other, None)
+                return 0
+        self.codes[key] = code
+        return 1
+
+    def finish(self) -> None:
+        self.unconfirmed += sum(1 for k, v in self.votes.items() if len(v) < 2)
 
     def add(self, raws: list[_Raw], M: np.ndarray | None = None, dx: int = 0, dy: int = 0) -> int:
         n = 0
+        self.last = []
         for raw in raws:
             text = _text_of(raw)
             if text is None or not validate(raw.symbology, text):
@@ -493,9 +618,11 @@ class _Collector:
             key = (raw.symbology, text)
             n += 1
             if key in self.codes:
+                self.last.append(self.codes[key])
                 continue
-            poly = _polygon(_map_points(raw.points, M, dx, dy), raw.symbology, self.frame_hw)
+            poly = _polygon(_map_points(raw.points, M, dx, dy) * self.scale, raw.symbology, self.frame_hw)
             self.codes[key] = Code(raw.symbology, text, poly)
+            self.last.append(self.codes[key])
         return n
 
     def run(self, name: str, fn, *args, **kwargs) -> list[_Raw]:
@@ -577,6 +704,195 @@ def _normalise_engines(engines: Iterable[str] | None) -> tuple[str, ...]:
     return out
 
 
+def _read_1d_region(gray: np.ndarray, cand: _Cand, crop: np.ndarray, M: np.ndarray, col: "_Collector",
+                    plan) -> int:
+    """Read one 1-D candidate region (``crop``: cut out with its bars vertical, ``M``: crop -> level
+    px).  Returns how many codes it gave.
+
+    Every 1-D read must be **confirmed**: decoded with the same text by a second, different attempt
+    (the other engine, or another resampling of the region).  At 1.5 px/module a blurred or noisy
+    scan line can pass a check digit with the wrong digits (EAN-13 cannot catch two digits of equal
+    weight swapped; Code 128's mod-103 check passes about 1 wrong read in 100), and both engines
+    were measured doing it; two different decodes agreeing on a wrong text is far rarer.  Two
+    confirmed reads of one symbology that disagree about one place are both dropped.  The attempts
+    run in order until every read seen is confirmed (and, for thin modules, the region is spanned),
+    so a clean region costs two decodes."""
+    one_d, one_d_zx, two_d, two_d_zx, use_zbar, use_zx = plan
+    thin = cand.length >= 80 and cand.height >= 24 and _mean_run(crop, cand) < 6.0
+    big: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    region = col.regions = col.regions + 1
+
+    def crop2x() -> tuple[np.ndarray, np.ndarray]:
+        # thin modules (~1.5 px, less when foreshortened): upsampled 2x (cubic); the wider margin
+        # takes in the rest of a symbol the locator found only in part (faint, thin bars)
+        if "2x" not in big:
+            big["2x"] = _deskewed_crop(gray, cand, scale=2.0, pad=0.5)
+        return big["2x"]
+
+    def sharp2x() -> tuple[np.ndarray, np.ndarray]:
+        c3, m3 = crop2x()
+        return cv2.addWeighted(c3, 2.0, cv2.GaussianBlur(c3, (0, 0), 2.0), -1.0, 0), m3
+
+    def sharp(scale: float):
+        # unsharp mask of a cubic enlargement: at another scale the pixels of a thin bar fall
+        # differently, so a read confirmed here is not the same scan seen twice
+        def image() -> tuple[np.ndarray, np.ndarray]:
+            c, m = crop2x() if scale == 2.0 else _deskewed_crop(gray, cand, scale=scale, pad=0.5)
+            return cv2.addWeighted(c, 2.5, cv2.GaussianBlur(c, (0, 0), 0.75 * scale), -1.5, 0), m
+        return image
+
+    def smooth16() -> tuple[np.ndarray, np.ndarray]:
+        c2, m2 = _deskewed_crop(gray, cand, scale=1.6)
+        return cv2.GaussianBlur(c2, (0, 0), 1.0), m2
+
+    def local_contrast(scale: float):
+        def image() -> tuple[np.ndarray, np.ndarray]:
+            c, m = _deskewed_crop(gray, cand, scale=scale, pad=0.5)
+            return cv2.createCLAHE(2.0, (8, 8)).apply(c), m
+        return image
+
+    zb = use_zbar and bool(one_d)
+    attempts = []  # (name, engine, image thunk); the other engine second, so a confirmation is independent
+    if zb:
+        # bars are vertical: averaging along them removes noise without softening edges
+        attempts.append(("1d", "zbar", lambda: (cv2.blur(crop, (1, 7)), M)))
+    if use_zx:
+        attempts.append(("1d-zxing", "zxing", lambda: (crop, M)))
+    if zb:
+        attempts.append(("1d-plain", "zbar", lambda: (crop, M)))
+        if cand.length >= 80:
+            attempts.append(("1d-retry", "zbar", smooth16))  # enlarged (thin modules), smoothed
+    if thin:
+        if zb:
+            attempts.append(("1d-2x", "zbar", crop2x))
+        if use_zx:
+            attempts.append(("1d-2x-zxing", "zxing", sharp2x))  # sharpened (unsharp mask)
+        if zb:
+            attempts.append(("1d-2x-sharp", "zbar", sharp(2.0)))
+        if zb:
+            attempts.append(("1d-2.5x", "zbar", lambda: _deskewed_crop(gray, cand, scale=2.5, pad=0.5)))
+        if use_zx:
+            attempts.append(("1d-2.5x-zxing", "zxing", sharp(2.5)))
+            attempts.append(("1d-2.5x-zxing-clahe", "zxing", local_contrast(2.5)))  # faint labels
+            attempts.append(("1d-3x-zxing", "zxing", sharp(3.0)))
+
+    votes = col.votes  # frame-wide: a second region over the same symbol confirms too
+    seen: set[tuple[str, str]] = set()
+    for name, engine, image in attempts:
+        img, Mx = image()
+        raws = col.run(name, _zbar, img, one_d, x_density=0, y_density=2) if engine == "zbar" \
+            else col.run(name, _zxing, img, one_d_zx)
+        for raw in raws:
+            text = _text_of(raw)
+            if text is None or not validate(raw.symbology, text):
+                continue
+            key = (raw.symbology, text)
+            if raw.symbology not in ONE_D:  # PDF417: Reed-Solomon protected, no second read needed
+                col.add([raw], Mx)
+                continue
+            seen.add(key)
+            if all(v[2] != (region, name) for v in votes.get(key, [])):
+                votes.setdefault(key, []).append((raw, Mx * col.scale if Mx is not None else None, (region, name),
+                                                  _scaled(cand, col.scale)))
+        if seen and all(len(votes[k]) >= 2 for k in seen):
+            if not thin:
+                break
+            # a thin region that holds two codes (a foreshortened waybill merged with the EAN-13
+            # above or beside it): a read that does not span the region does not end it
+            confirmed = [col.code_of(votes[k][0][0], votes[k][0][1], unscaled=True) for k in seen]
+            if cand.height <= 0.5 * cand.length and _spans_codes(confirmed, _scaled(cand, col.scale)):
+                break
+    return sum(col.accept(k) for k in seen)
+
+
+def _confirm_in_place(img: np.ndarray, raw: _Raw, col: "_Collector", one_d, use_zbar: bool, use_zx: bool) -> bool:
+    """A whole-frame read confirmed by a second decode of the area around it (the other engine,
+    else ZBar on a 2x enlargement): the same rule as for the candidate regions."""
+    text = _text_of(raw)
+    if text is None or not validate(raw.symbology, text):
+        return False
+    p = np.asarray(raw.points, np.float64).reshape(-1, 2)
+    if len(p) == 0:
+        return False
+    (x0, y0), (x1, y1) = p.min(axis=0), p.max(axis=0)
+    m = 0.3 * max(x1 - x0, y1 - y0) + 30
+    h, w = img.shape
+    xa, ya, xb, yb = int(max(0, x0 - m)), int(max(0, y0 - m)), int(min(w, x1 + m)), int(min(h, y1 + m))
+    area = img[ya:yb, xa:xb]
+    tries = []
+    if use_zx:
+        tries.append(lambda: col.run("frame-confirm-zxing", _zxing, area, one_d, rotate=True))
+    if use_zbar:
+        tries.append(lambda: col.run("frame-confirm-2x", _zbar,
+                                     cv2.resize(area, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC), one_d))
+    for attempt in tries:
+        if any(r.symbology == raw.symbology and _text_of(r) == text for r in attempt()):
+            return True
+    return False
+
+
+def _extent(code: Code) -> float:
+    if len(code.polygon) < 2:
+        return 0.0
+    (_, _), (w, h), _ = cv2.minAreaRect(np.asarray(code.polygon, np.float32))
+    return max(w, h)
+
+
+def _same_place(a: tuple, b: tuple) -> bool:
+    """Two votes (raw, M, attempt, region) from overlapping candidate regions: one symbol read two
+    ways.  The regions, not the polygons, because a garbled read's polygon can be a point."""
+    ra, rb = a[3], b[3]
+
+    def inside(r: _Cand, x: float, y: float) -> bool:
+        c, s = math.cos(r.theta), math.sin(r.theta)
+        du, dv = (x - r.cx) * c + (y - r.cy) * s, -(x - r.cx) * s + (y - r.cy) * c
+        return abs(du) <= r.length / 2 + 10 and abs(dv) <= r.height / 2 + 10
+
+    return inside(ra, rb.cx, rb.cy) or inside(rb, ra.cx, ra.cy)
+
+
+def _decode_level(gray: np.ndarray, col: "_Collector", plan, coarser: bool) -> tuple[list[_Cand], bool, bool]:
+    """Locate and read the candidate regions of one pyramid level (``col.scale``: level px -> frame
+    px; ``coarser``: a smaller level can still follow).  Returns the barcode-like regions nothing
+    read (in frame px), whether any 1-D region was found at all, and whether regions of wide bars
+    were left for the coarser level."""
+    one_d, one_d_zx, two_d, two_d_zx, use_zbar, use_zx = plan
+    deferred = False
+    cands = col.run("locate", _locate, gray) if (one_d_zx or two_d_zx) else []
+    missed: list[_Cand] = []
+    seen_1d = False
+    for cand in cands:
+        if cand.kind == "1d" and one_d_zx:
+            seen_1d = True
+            if col.codes and _inside_any(_scaled(cand, col.scale), col.codes.values()):
+                continue
+            crop, M = _deskewed_crop(gray, cand)
+            if coarser and _mean_run(crop, cand) > _WIDE_RUN:
+                deferred = True  # bars this wide read on the next, smaller level, at a quarter of the cost
+                continue
+            got = _read_1d_region(gray, cand, crop, M, col, plan)
+            if not got and cand.length >= 80 and cand.height >= 24:
+                missed.append(_scaled(cand, col.scale))
+        elif cand.kind == "2d" and two_d_zx:
+            x0, y0, x1, y1 = cand.bbox
+            mx, my = int(0.3 * (x1 - x0)) + 12, int(0.3 * (y1 - y0)) + 12
+            x0, y0 = max(0, x0 - mx), max(0, y0 - my)
+            x1, y1 = min(gray.shape[1], x1 + mx), min(gray.shape[0], y1 + my)
+            crop = gray[y0:y1, x0:x1]
+            got = 0
+            if use_zbar and two_d:
+                got = col.add(col.run("qr", _zbar, crop, two_d), None, x0, y0)
+            if not got and use_zx:
+                got = col.add(col.run("2d-zxing", _zxing, crop, two_d_zx, rotate=True), None, x0, y0)
+            if not got and use_zbar and two_d:
+                # ZBar's QR finder is fragile on small rotated modules: retry enlarged
+                big = cv2.resize(crop, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC)
+                S = np.array([[0.5, 0.0, x0 - 0.25], [0.0, 0.5, y0 - 0.25]])
+                col.add(col.run("qr-retry", _zbar, big, two_d), S)
+
+    return missed, seen_1d, deferred
+
+
 def decode(gray: np.ndarray, symbologies: Iterable[str] | None = None,
            engines: Iterable[str] | None = None) -> list[Code]:
     """All barcodes in a grayscale frame (uint8 HxW), 1-D codes at any rotation.
@@ -603,65 +919,49 @@ def decode(gray: np.ndarray, symbologies: Iterable[str] | None = None,
     two_d = tuple(s for s in wanted if s == "qrcode")
     two_d_zx = two_d + (("datamatrix",) if "datamatrix" in wanted else ())
     col = _Collector(gray.shape[:2])
+    plan = (one_d, one_d_zx, two_d, two_d_zx, use_zbar, use_zx)
+    level, img = 0, gray
 
-    cands = col.run("locate", _locate, gray) if (one_d_zx or two_d_zx) else []
-    missed: list[_Cand] = []
-    for cand in cands:
-        if cand.kind == "1d" and one_d_zx:
-            crop, M = _deskewed_crop(gray, cand)
-            got = 0
-            if use_zbar and one_d:
-                # bars are vertical now: averaging along them removes noise without softening edges
-                got = col.add(col.run("1d", _zbar, cv2.blur(crop, (1, 7)), one_d, x_density=0, y_density=2), M)
-                if not got:
-                    got = col.add(col.run("1d-plain", _zbar, crop, one_d, x_density=0, y_density=2), M)
-            if not got and use_zx:
-                got = col.add(col.run("1d-zxing", _zxing, crop, one_d_zx), M)
-            if not got and use_zbar and one_d and cand.length >= 80:
-                # retry: enlarged (thin modules), smoothed
-                crop2, M2 = _deskewed_crop(gray, cand, scale=1.6)
-                crop2 = cv2.GaussianBlur(crop2, (0, 0), 1.0)
-                got = col.add(col.run("1d-retry", _zbar, crop2, one_d, x_density=0, y_density=2), M2)
-            if not got and cand.length >= 80 and cand.height >= 24 and _mean_run(crop, cand) < 4.5:
-                # thin modules (~1.5 px, less when foreshortened): upsampled 2x (cubic) and sharpened
-                # (unsharp mask), both engines read most of what they missed at 1x; the wider margin
-                # takes in the rest of a symbol the locator found only in part (faint, thin bars)
-                crop3, M3 = _deskewed_crop(gray, cand, scale=2.0, pad=0.5)
-                if use_zbar and one_d:
-                    got = col.add(col.run("1d-2x", _zbar, crop3, one_d, x_density=0, y_density=2), M3)
-                # a tall region (height > half its length) is two stacked codes merged into one region
-                # (e.g. a foreshortened waybill above its EAN-13): one read does not end it
-                if use_zx and (not got or cand.height > 0.5 * cand.length):
-                    sharp = cv2.addWeighted(crop3, 2.0, cv2.GaussianBlur(crop3, (0, 0), 2.0), -1.0, 0)
-                    got = col.add(col.run("1d-2x-zxing", _zxing, sharp, one_d_zx), M3) or got
-            if not got and cand.length >= 80 and cand.height >= 24:
-                missed.append(cand)
-        elif cand.kind == "2d" and two_d_zx:
-            x0, y0, x1, y1 = cand.bbox
-            mx, my = int(0.3 * (x1 - x0)) + 12, int(0.3 * (y1 - y0)) + 12
-            x0, y0 = max(0, x0 - mx), max(0, y0 - my)
-            x1, y1 = min(gray.shape[1], x1 + mx), min(gray.shape[0], y1 + my)
-            crop = gray[y0:y1, x0:x1]
-            got = 0
-            if use_zbar and two_d:
-                got = col.add(col.run("qr", _zbar, crop, two_d), None, x0, y0)
-            if not got and use_zx:
-                got = col.add(col.run("2d-zxing", _zxing, crop, two_d_zx, rotate=True), None, x0, y0)
-            if not got and use_zbar and two_d:
-                # ZBar's QR finder is fragile on small rotated modules: retry enlarged
-                big = cv2.resize(crop, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC)
-                S = np.array([[0.5, 0.0, x0 - 0.25], [0.0, 0.5, y0 - 0.25]])
-                col.add(col.run("qr-retry", _zbar, big, two_d), S)
+    def coarser(im: np.ndarray) -> bool:
+        return level < _PYRAMID_LEVELS and min(im.shape) >= 2 * _PYRAMID_MIN_SIDE
 
+    missed, seen_1d, deferred = _decode_level(img, col, plan, coarser(img))
+    fallback_img, fallback_scale = gray, 1.0
+    # Pyramid: bars many pixels wide (a close-up photo, a large label; ~6 px/module and up) are
+    # not one coherent region at this scale, and each costs ZBar a pass; at half size they are
+    # ordinary.  Only a frame where a barcode-like region was left unread (or none read at all)
+    # pays for the coarser level, at a quarter of the cost of this one.
+    while (deferred or missed or (seen_1d and not any(c.symbology in ONE_D for c in col.codes.values()))) \
+            and coarser(img):
+        level += 1
+        img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        col.scale = float(2 ** level)
+        if fallback_img.size > _FALLBACK_MAX_PX:
+            fallback_img, fallback_scale = img, col.scale
+        more, seen, deferred = _decode_level(img, col, plan, coarser(img))
+        missed = [c for c in missed if not _inside_any(c, col.codes.values())] + more
+        seen_1d = seen_1d or seen
+    col.scale = 1.0
+
+    col.finish()
+    STATS["unconfirmed"] += col.unconfirmed
+    STATS["conflicts"] += col.conflicts
     # a barcode-like region that nothing decoded (not lying inside a code that did decode)?
     missed = [c for c in missed if not _inside_any(c, col.codes.values())]
     if missed and one_d and _FALLBACK:
         # fallback: whole frame, reduced density (bounded, only when needed)
         STATS["fallback"] += 1
+        col.scale = fallback_scale  # a photo larger than a camera frame is scanned at a smaller level
         if use_zbar:
-            col.add(col.run("frame", _zbar, gray, one_d, x_density=3, y_density=3))
-        elif use_zx:
-            col.add(col.run("frame-zxing", _zxing, gray, one_d))
+            raws = col.run("frame", _zbar, fallback_img, one_d, x_density=3, y_density=3)
+        else:
+            raws = col.run("frame-zxing", _zxing, fallback_img, one_d)
+        for raw in raws:
+            if _confirm_in_place(fallback_img, raw, col, one_d, use_zbar, use_zx):
+                col.add([raw])
+            else:
+                col.unconfirmed += 1
+        col.scale = 1.0
     return list(col.codes.values())
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from controller.config_base import Strict
@@ -36,6 +38,13 @@ class SimConfig(Strict):
     plc_answer_lead_ms: float = Field(default=5, ge=0, le=600_000, description="plc_tracking: the simulated PLC takes "
                                       "an answer only this long before the parcel's diverter must switch (its scan time)")
     towns: list[str] = Field(default_factory=list, description="destinations the simulated parcels go to")
+    camera_mode: Literal["triggered", "free_running"] = Field(
+        default="triggered", description="triggered: one frame per parcel, its label centred, taken when the "
+        "parcel's centre passes under the camera; free_running: frames at camera_fps showing the belt as it is "
+        "(every parcel in view, two at once when they are close), with a matching calibration written for the "
+        "camera workers (plc/sim/belt_frames.py)")
+    camera_fps: float = Field(default=12, ge=1, le=60, description="free_running: frames per second of each "
+                              "simulated camera (each frame costs the camera worker a decode)")
 
     @model_validator(mode="after")
     def verify_ranges(self) -> "SimConfig":

@@ -1,13 +1,16 @@
 """The simulated line's cameras: render what each camera sees and serve it like an IP camera.
 
 Each camera is triggered when a parcel's centre passes under it (as a photo-eye-triggered area
-camera is). Frames are rendered ahead of time from the same deterministic parcel plan the line uses
-and sent at their capture moment, stamped with it (monotonic clock, shared by every process on the
-machine). Protocol (TCP): the client sends the camera name and a newline; the server sends frames,
-each a 24-byte header `!4sdII` (b"FRM1", capture_mono, height, width) followed by height*width
-bytes of 8-bit grey. Between frames, a heartbeat header (b"BEAT", watermark, 0, 0) says that no
-frame captured before `watermark` is still to come, so a worker knows when it has seen everything
-of a parcel without waiting for a timeout.
+camera is); with ``sim.camera_mode: free_running`` they take frames at ``sim.camera_fps`` instead,
+showing whatever is in view (plc/sim/belt_frames.py). Frames are rendered ahead of time from the
+same deterministic parcel plan the line uses and sent at their capture moment, stamped with it
+(monotonic clock, shared by every process on the machine). Protocol (TCP): the client sends the
+camera name and a newline; the server sends frames, each a 24-byte header `!4sdII` (b"FRM1",
+capture_mono, height, width) followed by height*width bytes of 8-bit grey. Between frames, a
+heartbeat header (b"BEAT", watermark, 0, 0) says that no frame captured before `watermark` is still
+to come, so a worker knows when it has seen everything of a parcel without waiting for a timeout.
+The control pipe takes ("start", t0), ("stop",) and ("report",), answered with ("report", dict):
+frames sent per camera and, free-running, how many showed two parcels, render times ...
 """
 
 from __future__ import annotations
@@ -93,22 +96,43 @@ def frames_main(cfg: Config, seed: int, n_parcels: int | None, conn: Connection,
     if msg[0] != "start":
         return
     t0 = msg[1]
-    speed = plan.speed_mm_s
-    induct = cfg.line.induct.position_mm
-    i = 0
-    # upstream cameras first, so that frames go out in capture order
-    cameras = sorted(cfg.cameras, key=lambda c: c.position_mm)
+    free_running = cfg.sim.camera_mode == "free_running"
+    if free_running:
+        from plc.sim.belt_frames import FreeRunStats, run_free_running, sim_cameras
+        stats = FreeRunStats([c.name for c in sim_cameras(cfg)], cfg.sim.camera_fps)
+        report = stats.report
+    else:
+        sent = {c.name: 0 for c in cfg.cameras}
+        report = lambda: {"mode": "triggered", "cameras": {k: {"frames": v} for k, v in sent.items()}}  # noqa: E731
 
     def wait_until(t_until: float, next_cap: float) -> bool:
-        """Sleep until t_until, beating every 50 ms; False when told to stop."""
+        """Sleep until t_until, beating every 50 ms; False when told to stop. Answers ("report",)
+        with ("report", what the cameras sent)."""
         while True:
             now = time.monotonic()
             server.beat(min(now, next_cap) - 1e-6)
             if now >= t_until:
                 return True
-            if conn.poll(min(0.05, t_until - now)) and conn.recv()[0] == "stop":
-                return False
+            if conn.poll(min(0.05, t_until - now)):
+                kind = conn.recv()[0]
+                if kind == "stop":
+                    return False
+                if kind == "report":
+                    conn.send(("report", report()))
 
+    if free_running:
+        run_free_running(cfg, plan, n_parcels, t0, server.send, wait_until, stats, seed)
+    else:
+        _run_triggered(cfg, plan, n_parcels, t0, server, wait_until, sent)
+
+
+def _run_triggered(cfg: Config, plan: ParcelPlan, n_parcels: int | None, t0: float, server: FrameServer,
+                   wait_until, sent: dict) -> None:
+    speed = plan.speed_mm_s
+    induct = cfg.line.induct.position_mm
+    i = 0
+    # upstream cameras first, so that frames go out in capture order
+    cameras = sorted(cfg.cameras, key=lambda c: c.position_mm)
     while n_parcels is None or i < n_parcels:
         p = plan.get(i)
         i += 1
@@ -126,4 +150,5 @@ def frames_main(cfg: Config, seed: int, n_parcels: int | None, conn: Connection,
             if not wait_until(t_cap + 0.01, t_cap):
                 return
             server.send(cam.name, t_cap, frame)
+            sent[cam.name] = sent.get(cam.name, 0) + 1
     wait_until(float("inf"), float("inf"))

@@ -12,13 +12,14 @@ import time
 
 from controller.config import Config
 from controller.service import CTX, Service
+from plc.sim.belt_frames import calibrate_sim_cameras
 from plc.sim.frames import frames_main
 from plc.sim.line import sim_line_main
 
 
 class SimHarness:
     def __init__(self, cfg: Config, parcels: int, seed: int = 1):
-        self.cfg, self.n, self.seed = cfg, parcels, seed
+        self.cfg, self.n, self.seed = calibrate_sim_cameras(cfg), parcels, seed
         self.records: list[dict] = []
         self.lock = threading.Lock()
         self.svc: Service | None = None
