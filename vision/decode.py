@@ -767,6 +767,8 @@ def _read_1d_region(gray: np.ndarray, cand: _Cand, crop: np.ndarray, M: np.ndarr
             attempts.append(("1d-2x", "zbar", crop2x))
         if use_zx:
             attempts.append(("1d-2x-zxing", "zxing", sharp2x))  # sharpened (unsharp mask)
+        # the rest only confirm: they run while a read of this region waits for its second vote
+        attempts.append(None)
         if zb:
             attempts.append(("1d-2x-sharp", "zbar", sharp(2.0)))
         if zb:
@@ -778,7 +780,12 @@ def _read_1d_region(gray: np.ndarray, cand: _Cand, crop: np.ndarray, M: np.ndarr
 
     votes = col.votes  # frame-wide: a second region over the same symbol confirms too
     seen: set[tuple[str, str]] = set()
-    for name, engine, image in attempts:
+    for attempt in attempts:
+        if attempt is None:
+            if not seen:
+                break
+            continue
+        name, engine, image = attempt
         img, Mx = image()
         raws = col.run(name, _zbar, img, one_d, x_density=0, y_density=2) if engine == "zbar" \
             else col.run(name, _zxing, img, one_d_zx)
@@ -867,7 +874,7 @@ def _decode_level(gray: np.ndarray, col: "_Collector", plan, coarser: bool) -> t
             if col.codes and _inside_any(_scaled(cand, col.scale), col.codes.values()):
                 continue
             crop, M = _deskewed_crop(gray, cand)
-            if coarser and _mean_run(crop, cand) > _WIDE_RUN:
+            if coarser and cand.length >= 4 * _WIDE_RUN and _mean_run(crop, cand) > _WIDE_RUN:
                 deferred = True  # bars this wide read on the next, smaller level, at a quarter of the cost
                 continue
             got = _read_1d_region(gray, cand, crop, M, col, plan)
@@ -929,10 +936,9 @@ def decode(gray: np.ndarray, symbologies: Iterable[str] | None = None,
     fallback_img, fallback_scale = gray, 1.0
     # Pyramid: bars many pixels wide (a close-up photo, a large label; ~6 px/module and up) are
     # not one coherent region at this scale, and each costs ZBar a pass; at half size they are
-    # ordinary.  Only a frame where a barcode-like region was left unread (or none read at all)
-    # pays for the coarser level, at a quarter of the cost of this one.
-    while (deferred or missed or (seen_1d and not any(c.symbology in ONE_D for c in col.codes.values()))) \
-            and coarser(img):
+    # ordinary.  Only a frame with such regions (or with 1-D regions of which none read) pays for
+    # the coarser level, at a quarter of the cost of this one.
+    while (deferred or (seen_1d and not any(c.symbology in ONE_D for c in col.codes.values()))) and coarser(img):
         level += 1
         img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
         col.scale = float(2 ** level)
