@@ -87,7 +87,8 @@ def run_sim(cfg: Config, parcels: int | None, seed: int, api_host: str, api_port
         if parcels is not None and counted["n"] >= parcels:
             done.set()
 
-    sources = {c.name: f"tcp://127.0.0.1:{frame_port}/{c.source.removeprefix('sim://')}"
+    free_q = "?free_running=1" if cfg.sim.camera_mode == "free_running" else ""
+    sources = {c.name: f"tcp://127.0.0.1:{frame_port}/{c.source.removeprefix('sim://')}{free_q}"
                if c.source.startswith("sim://") else c.source for c in cfg.cameras}
     svc = Service(cfg, mode="sim", plc_url=f"tcp://127.0.0.1:{modbus_port}", camera_sources=sources,
                   token=token, record_hook=on_record)
@@ -201,6 +202,11 @@ def summarise(svc: Service, truth: dict, parcels: int) -> dict:
         "held_by_watchdog": truth.get("held", 0),
         "counters": svc.timing_status.get("counters", {}),
         "timing_policy": svc.timing_hello.get("policy"),
+        # per camera as its worker reports it (read rate over its last parcels, decode times ...)
+        "cameras": {name: {k: h.snapshot(True).get(k) for k in (
+            "frames", "dropped", "reads", "decode_ms_p50", "decode_ms_p99", "read_rate", "read_rate_parcels")}
+            for name, h in svc.cameras.items()},
+        "alarms": sorted(svc.alarms.active),
     }
 
 

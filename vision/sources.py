@@ -108,6 +108,10 @@ class SimCameraSource:
         u = urlparse(url)
         self.addr = (u.hostname or "127.0.0.1", u.port or 0)
         self.name = u.path.strip("/")
+        # ?free_running=1: the simulated camera takes frames at a fixed rate (sim.camera_mode), so a
+        # frame is not a parcel and silence is a stall
+        flag = (parse_qs(u.query).get("free_running") or ["0"])[0].lower()
+        self.free_running = flag in ("1", "true", "yes")
         self.timeout_s = timeout_s
         self.idle_s = idle_s
         self.sock: socket.socket | None = None

@@ -45,7 +45,8 @@ class SimHarness:
         self.frames_proc.start()
         _, self.modbus_port = self._expect(self.line_conn, "ready", 30)
         _, frame_port = self._expect(self.frames_conn, "ready", 30)
-        sources = {c.name: f"tcp://127.0.0.1:{frame_port}/{c.source.removeprefix('sim://')}"
+        free_q = "?free_running=1" if cfg.sim.camera_mode == "free_running" else ""
+        sources = {c.name: f"tcp://127.0.0.1:{frame_port}/{c.source.removeprefix('sim://')}{free_q}"
                    if c.source.startswith("sim://") else c.source for c in cfg.cameras}
         self.svc = Service(cfg, mode="sim", plc_url=f"tcp://127.0.0.1:{self.modbus_port}",
                            camera_sources=sources, record_hook=self._on_record)
