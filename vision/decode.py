@@ -554,6 +554,11 @@ def _spans_codes(codes, cand: _Cand, frac: float = 0.7) -> bool:
     return False
 
 
+def _at_border(cand: _Cand, hw: tuple[int, int], margin: int = 4) -> bool:
+    x0, y0, x1, y1 = cand.bbox
+    return x0 <= margin or y0 <= margin or x1 >= hw[1] - margin or y1 >= hw[0] - margin
+
+
 def _scaled(cand: _Cand, k: float) -> _Cand:
     """The candidate in the coordinates of a frame ``k`` times larger."""
     if k == 1.0:
@@ -878,7 +883,9 @@ def _decode_level(gray: np.ndarray, col: "_Collector", plan, coarser: bool) -> t
                 deferred = True  # bars this wide read on the next, smaller level, at a quarter of the cost
                 continue
             got = _read_1d_region(gray, cand, crop, M, col, plan)
-            if not got and cand.length >= 80 and cand.height >= 24:
+            if not got and cand.length >= 80 and cand.height >= 24 and not _at_border(cand, gray.shape):
+                # (a symbol cut by the frame's edge cannot decode: a free-running camera sees one in
+                # most frames, and the whole-frame fallback would only spend time on it)
                 missed.append(_scaled(cand, col.scale))
         elif cand.kind == "2d" and two_d_zx:
             x0, y0, x1, y1 = cand.bbox
