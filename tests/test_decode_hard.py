@@ -100,3 +100,14 @@ def test_wide_bars_in_a_large_photo_read(module):
     cx, cy = np.mean(c.polygon, axis=0)
     assert 0 <= cx < 4032 and 0 <= cy < 3024
     assert math.hypot(cx - 2016, cy - 1512) < 0.6 * max(label.shape)
+
+
+def test_a_qr_code_of_wide_modules_in_a_large_photo_reads():
+    from vision.labels import qr_modules
+    rng = np.random.default_rng(24)
+    text = "SF1000000000003|温岭市泽国镇"
+    q = np.kron(qr_modules(text), np.ones((24, 24)))
+    img = np.where(q > 0, 0, 255).astype(np.uint8)
+    img = np.pad(img, 96, constant_values=255)
+    frame = finish(place(img, rng, 20.0, canvas=(4032, 3024)), rng, blur=0.8, noise=3)
+    assert text in [c.text for c in D.decode(frame)]

@@ -578,6 +578,7 @@ class _Collector:
         self.votes: dict[tuple[str, str], list] = {}  # 1-D reads -> [(raw, M to frame px, attempt)]
         self.banned: set[tuple[str, str]] = set()
         self.regions = 0
+        self.regions_seen = 0  # candidate regions located, all levels
         self.unconfirmed = 0  # 1-D reads that no second attempt confirmed (dropped)
         self.conflicts = 0  # confirmed reads that disagreed about one place (both dropped)
 
@@ -873,6 +874,7 @@ def _decode_level(gray: np.ndarray, col: "_Collector", plan, coarser: bool) -> t
     cands = col.run("locate", _locate, gray) if (one_d_zx or two_d_zx) else []
     missed: list[_Cand] = []
     seen_1d = False
+    col.regions_seen += len(cands)
     for cand in cands:
         if cand.kind == "1d" and one_d_zx:
             seen_1d = True
@@ -943,9 +945,18 @@ def decode(gray: np.ndarray, symbologies: Iterable[str] | None = None,
     fallback_img, fallback_scale = gray, 1.0
     # Pyramid: bars many pixels wide (a close-up photo, a large label; ~6 px/module and up) are
     # not one coherent region at this scale, and each costs ZBar a pass; at half size they are
-    # ordinary.  Only a frame with such regions (or with 1-D regions of which none read) pays for
-    # the coarser level, at a quarter of the cost of this one.
-    while (deferred or (seen_1d and not any(c.symbology in ONE_D for c in col.codes.values()))) and coarser(img):
+    # ordinary.  Only a frame with such regions (or with regions of which none read) pays for the
+    # coarser level, at a quarter of the cost of this one.
+    def worth_a_coarser_level() -> bool:
+        if deferred:
+            return True
+        if seen_1d and not any(c.symbology in ONE_D for c in col.codes.values()):
+            return True
+        # regions but nothing read at all: a QR code of modules many pixels wide is no square blob
+        # at full size either
+        return not col.codes and col.regions_seen > 0
+
+    while worth_a_coarser_level() and coarser(img):
         level += 1
         img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
         col.scale = float(2 ** level)
