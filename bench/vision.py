@@ -4,6 +4,9 @@
     python bench/vision.py --n 60 classes  # more labels per class
     python bench/vision.py frames worker
 
+Columns: ours with ZBar only and with ZBar + zxing-cpp (the default), then the raw engines on the whole
+frame: pyzbar, zxing-cpp and OpenCV's own detectors (cv2.barcode + cv2.QRCodeDetector).
+
 1. **classes**: generated labels in classes (module 1.5 / 2 / 3 px, rotation 0-360, perspective up
    to 30 degrees, motion blur up to 1.5 modules, noise, low contrast, curved label, glare): waybill
    read rate and wrong reads. Targets: 100 % at >= 2 px/module in every class, >= 95 % at 1.5 px,
@@ -52,11 +55,35 @@ def raw_zxing(img):
     return [r.text for r in zxingcpp.read_barcodes(img)]
 
 
+_CV_BARCODE = None
+
+
+def raw_opencv(img):
+    """OpenCV's own detectors (cv2.barcode for 1-D, cv2.QRCodeDetector), as the issue asks to measure."""
+    global _CV_BARCODE
+    if _CV_BARCODE is None:
+        _CV_BARCODE = (cv2.barcode.BarcodeDetector(), cv2.QRCodeDetector())
+    bd, qd = _CV_BARCODE
+    out = []
+    try:
+        ok, info, _types, _pts = bd.detectAndDecodeWithType(img)
+        out += [t for t in info if t] if ok else []
+    except cv2.error:
+        pass
+    try:
+        text, _, _ = qd.detectAndDecode(img)
+        out += [text] if text else []
+    except cv2.error:
+        pass
+    return out
+
+
 DECODERS = [
     ("sorter zbar", lambda img, syms=None: [c.text for c in decode(img, syms, engines=["zbar"])]),
     ("sorter zbar+zxing", lambda img, syms=None: [c.text for c in decode(img, syms, engines=["zbar", "zxing"])]),
     ("raw pyzbar", lambda img, syms=None: raw_pyzbar(img)),
     ("raw zxing-cpp", lambda img, syms=None: raw_zxing(img)),
+    ("raw OpenCV", lambda img, syms=None: raw_opencv(img)),
 ]
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vision.decode import STATS as _decode_stats
 from vision.decode import decode
 from vision.sources import NoFrame, Reads, SourceError, open_source
 
@@ -371,6 +372,9 @@ class CameraWorker:
             "calibrated": self.calibration is not None, "calibration_error": self.calibration_error,
             "last_image": self.last_image, "shm": self.ring.name if self.ring else "",
             "noread_lines": self.noread_lines, "rss_mb": _rss_mb(),
+            # reads the decoder withheld: no second attempt agreed, or two disagreed. A count that
+            # climbs means labels at the edge of what this camera resolves (focus, distance, speed)
+            "unconfirmed_reads": _decode_stats["unconfirmed"], "conflicting_reads": _decode_stats["conflicts"],
         }
         alarm = ""
         if read_rate is not None and n >= min(self.cfg.read_rate_window, 50) and read_rate < self.cfg.read_rate_floor:

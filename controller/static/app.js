@@ -193,7 +193,12 @@
       tr.appendChild(el("td", "num" + (c.dropped ? " warn" : ""), num(c.dropped)));
       tr.appendChild(el("td", "num", num(c.decode_ms_p50, 1)));
       tr.appendChild(el("td", "num", num(c.decode_ms_p99, 1)));
-      tr.appendChild(el("td", "num", num(c.reads)));
+      const reads = el("td", "num", num(c.reads));
+      if (typeof c.unconfirmed_reads === "number") {
+        // reads the decoder withheld (no second attempt agreed): climbing = labels at the camera's limit
+        reads.title = "withheld 未确认: " + c.unconfirmed_reads + " unconfirmed, " + (c.conflicting_reads || 0) + " conflicting";
+      }
+      tr.appendChild(reads);
       const rr = el("td", "num" + (typeof c.read_rate === "number" && typeof c.read_rate_floor === "number" &&
         c.read_rate < c.read_rate_floor ? " warn" : ""), pct(c.read_rate));
       if (typeof c.read_rate_parcels === "number") rr.title = "last " + c.read_rate_parcels + " parcels";
