@@ -751,6 +751,10 @@ def _read_1d_region(gray: np.ndarray, cand: _Cand, crop: np.ndarray, M: np.ndarr
         c2, m2 = _deskewed_crop(gray, cand, scale=1.6)
         return cv2.GaussianBlur(c2, (0, 0), 1.0), m2
 
+    def bars16() -> tuple[np.ndarray, np.ndarray]:
+        c, m = _deskewed_crop(gray, cand, scale=1.6)
+        return cv2.blur(c, (1, 11)), m
+
     def local_contrast(scale: float):
         def image() -> tuple[np.ndarray, np.ndarray]:
             c, m = _deskewed_crop(gray, cand, scale=scale, pad=0.5)
@@ -773,11 +777,16 @@ def _read_1d_region(gray: np.ndarray, cand: _Cand, crop: np.ndarray, M: np.ndarr
             attempts.append(("1d-2x", "zbar", crop2x))
         if use_zx:
             attempts.append(("1d-2x-zxing", "zxing", sharp2x))  # sharpened (unsharp mask)
-        # the rest only confirm: they run while a read of this region waits for its second vote
-        attempts.append(None)
+    # the rest only confirm: they run while a read of this region waits for its second vote
+    attempts.append(None)
+    if zb:
+        # averaged further along the bars, at 1x and enlarged: noise that made one scan line pass
+        # a check digit with wrong digits is averaged differently here
+        attempts.append(("1d-blur15", "zbar", lambda: (cv2.blur(crop, (1, 15)), M)))
+        attempts.append(("1d-1.6x-bars", "zbar", bars16))
+    if thin:
         if zb:
             attempts.append(("1d-2x-sharp", "zbar", sharp(2.0)))
-        if zb:
             attempts.append(("1d-2.5x", "zbar", lambda: _deskewed_crop(gray, cand, scale=2.5, pad=0.5)))
         if use_zx:
             attempts.append(("1d-2.5x-zxing", "zxing", sharp(2.5)))
@@ -786,10 +795,16 @@ def _read_1d_region(gray: np.ndarray, cand: _Cand, crop: np.ndarray, M: np.ndarr
 
     votes = col.votes  # frame-wide: a second region over the same symbol confirms too
     seen: set[tuple[str, str]] = set()
+    confirming = False  # past the finder attempts: only a read waiting for its second vote goes on
+
+    def pending() -> bool:
+        return any(len(votes[k]) < 2 for k in seen)
+
     for attempt in attempts:
         if attempt is None:
-            if not seen:
+            if not pending():
                 break
+            confirming = True
             continue
         name, engine, image = attempt
         img, Mx = image()
@@ -807,8 +822,10 @@ def _read_1d_region(gray: np.ndarray, cand: _Cand, crop: np.ndarray, M: np.ndarr
             if all(v[2] != (region, name) for v in votes.get(key, [])):
                 votes.setdefault(key, []).append((raw, Mx * col.scale if Mx is not None else None, (region, name),
                                                   _scaled(cand, col.scale)))
-        if seen and all(len(votes[k]) >= 2 for k in seen):
-            if not thin:
+        if seen and not pending():
+            # what the 1x attempts read ends the region, as it always did; only a thin region's
+            # 2x reads may leave the rest of it unread
+            if not name.startswith("1d-2x") or confirming:
                 break
             # a thin region that holds two codes (a foreshortened waybill merged with the EAN-13
             # above or beside it): a read that does not span the region does not end it
