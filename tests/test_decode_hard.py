@@ -19,7 +19,7 @@ from vision.labels import LabelSpec, render_label
 TRAPS = [("glare", 1.5, 53), ("rotation", 1.5, 82), ("rotation", 1.5, 52), ("rotation", 1.5, 1),
          ("perspective", 1.5, 19), ("perspective", 1.5, 82), ("curved", 1.5, 23), ("low contrast", 1.5, 28),
          ("noise", 1.5, 4), ("motion blur", 1.5, 68), ("motion blur", 2.0, 71), ("glare", 1.5, 92),
-         ("motion blur", 1.5, 31)]
+         ("motion blur", 1.5, 31), ("motion blur", 1.5, 65)]
 
 
 @pytest.mark.parametrize("cls,module,k", TRAPS)

@@ -579,6 +579,7 @@ class _Collector:
         self.banned: set[tuple[str, str]] = set()
         self.regions = 0
         self.regions_seen = 0  # candidate regions located, all levels
+        self.both_engines = False  # ZBar and zxing-cpp both run
         self.unconfirmed = 0  # 1-D reads that no second attempt confirmed (dropped)
         self.conflicts = 0  # confirmed reads that disagreed about one place (both dropped)
 
@@ -589,11 +590,22 @@ class _Collector:
         poly = _polygon(p if unscaled else p * self.scale, raw.symbology, self.frame_hw)
         return Code(raw.symbology, _text_of(raw) or "", poly)
 
+    def confirmed(self, key: tuple[str, str]) -> bool:
+        """Two different attempts decoded it.  EAN-13/UPC-A (one check digit, which two swapped
+        digits of equal weight pass) need the two engines to agree when both run: two ZBar passes
+        over the same blurred bars were measured agreeing on a wrong product code."""
+        v = self.votes.get(key, [])
+        if len(v) < 2:
+            return False
+        if key[0] in ("ean13", "upca") and self.both_engines:
+            return len({"zxing" in a[2][1] for a in v}) == 2
+        return True
+
     def accept(self, key: tuple[str, str]) -> int:
         """Report a 1-D read once two different attempts decoded it, unless a confirmed read of the
         same symbology says something else about the same place (then neither is reported)."""
         v = self.votes.get(key, [])
-        if len(v) < 2 or key in self.banned:
+        if not self.confirmed(key) or key in self.banned:
             return 0
         if key in self.codes:
             return 1
@@ -602,7 +614,7 @@ class _Collector:
         code = max((self.code_of(x[0], x[1], unscaled=True) for x in v), key=_extent)
         code = Code(key[0], key[1], code.polygon)
         for other, ov in self.votes.items():
-            if other[0] == key[0] and other != key and len(ov) >= 2 and other not in self.banned \
+            if other[0] == key[0] and other != key and self.confirmed(other) and other not in self.banned \
                     and any(_same_place(a, b) for a in v for b in ov):
                 self.conflicts += 1
                 self.banned.update((key, other))
@@ -612,7 +624,7 @@ class _Collector:
         return 1
 
     def finish(self) -> None:
-        self.unconfirmed += sum(1 for k, v in self.votes.items() if len(v) < 2)
+        self.unconfirmed += sum(1 for k in self.votes if not self.confirmed(k))
 
     def add(self, raws: list[_Raw], M: np.ndarray | None = None, dx: int = 0, dy: int = 0) -> int:
         n = 0
@@ -798,7 +810,7 @@ def _read_1d_region(gray: np.ndarray, cand: _Cand, crop: np.ndarray, M: np.ndarr
     confirming = False  # past the finder attempts: only a read waiting for its second vote goes on
 
     def pending() -> bool:
-        return any(len(votes[k]) < 2 for k in seen)
+        return any(not col.confirmed(k) for k in seen)
 
     for attempt in attempts:
         if attempt is None:
@@ -952,6 +964,7 @@ def decode(gray: np.ndarray, symbologies: Iterable[str] | None = None,
     two_d = tuple(s for s in wanted if s == "qrcode")
     two_d_zx = two_d + (("datamatrix",) if "datamatrix" in wanted else ())
     col = _Collector(gray.shape[:2])
+    col.both_engines = use_zbar and use_zx and bool(one_d)
     plan = (one_d, one_d_zx, two_d, two_d_zx, use_zbar, use_zx)
     level, img = 0, gray
 
