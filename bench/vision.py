@@ -248,9 +248,20 @@ def bench_frames(n: int) -> None:
           ["frame", "labels"] + [d[0] for d in DECODERS], rows)
 
 
+def latest_health(q, health: dict) -> dict:
+    """Drain the worker's queue; the newest health report in it (else ``health``)."""
+    import queue
+    try:
+        while True:
+            m = q.get_nowait()
+            if m[0] == "health":
+                health = m[2]
+    except queue.Empty:
+        return health
+
+
 def bench_worker(seconds: float) -> None:
     import multiprocessing as mp
-    import queue
 
     from plc.sim.frames import FrameServer
     from vision.config import CameraConfig
@@ -275,21 +286,9 @@ def bench_worker(seconds: float) -> None:
         server.send("top", time.monotonic(), frames[k % len(frames)])
         k += 1
         time.sleep(0.05)  # 20 fps
-        try:
-            while True:
-                m = q.get_nowait()
-                if m[0] == "health":
-                    health = m[2]
-        except queue.Empty:
-            pass
+        health = latest_health(q, health)
     time.sleep(1.0)
-    try:
-        while True:
-            m = q.get_nowait()
-            if m[0] == "health":
-                health = m[2]
-    except queue.Empty:
-        pass
+    health = latest_health(q, health)
     p.terminate()
     p.join(5)
     table(f"Camera worker process, 5 MP frames at 20 fps offered for {seconds:.0f} s (nice 10, one process)",

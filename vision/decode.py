@@ -574,7 +574,6 @@ class _Collector:
         self.scale = 1.0  # pixels of the pyramid level being read -> frame pixels
         self.codes: dict[tuple[str, str], Code] = {}
         self.errors: list[str] = []
-        self.last: list[Code] = []  # the codes of the last add()
         self.votes: dict[tuple[str, str], list] = {}  # 1-D reads -> [(raw, M to frame px, attempt)]
         self.banned: set[tuple[str, str]] = set()
         self.regions = 0
@@ -628,7 +627,6 @@ class _Collector:
 
     def add(self, raws: list[_Raw], M: np.ndarray | None = None, dx: int = 0, dy: int = 0) -> int:
         n = 0
-        self.last = []
         for raw in raws:
             text = _text_of(raw)
             if text is None or not validate(raw.symbology, text):
@@ -636,11 +634,9 @@ class _Collector:
             key = (raw.symbology, text)
             n += 1
             if key in self.codes:
-                self.last.append(self.codes[key])
                 continue
             poly = _polygon(_map_points(raw.points, M, dx, dy) * self.scale, raw.symbology, self.frame_hw)
             self.codes[key] = Code(raw.symbology, text, poly)
-            self.last.append(self.codes[key])
         return n
 
     def run(self, name: str, fn, *args, **kwargs) -> list[_Raw]:
@@ -722,6 +718,11 @@ def _normalise_engines(engines: Iterable[str] | None) -> tuple[str, ...]:
     return out
 
 
+def _unsharp(img: np.ndarray, amount: float, sigma: float) -> np.ndarray:
+    """Unsharp mask: thin bars that blur has flattened get their contrast back."""
+    return cv2.addWeighted(img, 1.0 + amount, cv2.GaussianBlur(img, (0, 0), sigma), -amount, 0)
+
+
 def _read_1d_region(gray: np.ndarray, cand: _Cand, crop: np.ndarray, M: np.ndarray, col: "_Collector",
                     plan) -> int:
     """Read one 1-D candidate region (``crop``: cut out with its bars vertical, ``M``: crop -> level
@@ -749,14 +750,14 @@ def _read_1d_region(gray: np.ndarray, cand: _Cand, crop: np.ndarray, M: np.ndarr
 
     def sharp2x() -> tuple[np.ndarray, np.ndarray]:
         c3, m3 = crop2x()
-        return cv2.addWeighted(c3, 2.0, cv2.GaussianBlur(c3, (0, 0), 2.0), -1.0, 0), m3
+        return _unsharp(c3, 1.0, 2.0), m3
 
     def sharp(scale: float):
         # unsharp mask of a cubic enlargement: at another scale the pixels of a thin bar fall
         # differently, so a read confirmed here is not the same scan seen twice
         def image() -> tuple[np.ndarray, np.ndarray]:
             c, m = crop2x() if scale == 2.0 else _deskewed_crop(gray, cand, scale=scale, pad=0.5)
-            return cv2.addWeighted(c, 2.5, cv2.GaussianBlur(c, (0, 0), 0.75 * scale), -1.5, 0), m
+            return _unsharp(c, 1.5, 0.75 * scale), m
         return image
 
     def smooth16() -> tuple[np.ndarray, np.ndarray]:

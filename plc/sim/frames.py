@@ -25,8 +25,9 @@ from multiprocessing.connection import Connection
 import numpy as np
 
 from controller.config import Config
+from plc.sim.belt_frames import FreeRunStats, label_spec, run_free_running, sim_cameras
 from plc.sim.parcels import ParcelPlan
-from vision.labels import LabelSpec, render_frame, render_label
+from vision.labels import render_frame, render_label
 
 log = logging.getLogger("sorter.sim.frames")
 HEADER = struct.Struct("!4sdII")
@@ -98,7 +99,6 @@ def frames_main(cfg: Config, seed: int, n_parcels: int | None, conn: Connection,
     t0 = msg[1]
     free_running = cfg.sim.camera_mode == "free_running"
     if free_running:
-        from plc.sim.belt_frames import FreeRunStats, run_free_running, sim_cameras
         stats = FreeRunStats([c.name for c in sim_cameras(cfg)], cfg.sim.camera_fps)
         report = stats.report
     else:
@@ -141,10 +141,7 @@ def _run_triggered(cfg: Config, plan: ParcelPlan, n_parcels: int | None, t0: flo
             if not wait_until(t_cap - RENDER_AHEAD_S, t_cap):
                 return
             rng = np.random.default_rng(p.label_seed)
-            spec = LabelSpec(waybill=p.waybill, qr_text=p.qr_text, ean13=p.ean13,
-                             stale_waybill=p.stale_waybill, town=p.town, damaged=p.damaged,
-                             face_down=p.face_down, missing=p.missing)
-            label = render_label(spec, rng)
+            label = render_label(label_spec(p), rng)
             frame = render_frame(label, rng)
             # a camera delivers a frame a little after it exposed it
             if not wait_until(t_cap + 0.01, t_cap):
