@@ -196,7 +196,13 @@ class TimingLoop:
         next_status = 0.0
         self.outbox.append(("hello", {"policy": self.policy, "pid": os.getpid()}))
         self._flush()
+        linked = False  # still connected after the last cycle
         while not self.stop:
+            if linked and not self.io.connected:
+                # the transport saw the connection close between two cycles, before any call
+                # could raise LinkDown: the same loss, handled the same way
+                self._link_lost(LinkDown(f"{self.url}: connection closed"))
+            linked = False
             if not self.io.connected:
                 if await self.io.connect():
                     log.info("connected to the line's I/O at %s", self.url)
@@ -224,6 +230,7 @@ class TimingLoop:
                 self._link_lost(exc)
             except DeviceRefused as exc:
                 self.alarms.raise_("plc_refused", f"the device refused a request: {exc}")
+            linked = self.io.connected
             now = time.monotonic()
             if now >= next_status:
                 next_status = now + STATUS_EVERY_S
