@@ -43,7 +43,7 @@ SIGNALS = [f"D{i}_left" for i in range(1, 9)]
 
 
 def load_cfg(tmp: Path):
-    from controller.config_load import load_config
+    from sorter.controller.config.load import load_config
     text = (ROOT / "config/wenling-line1.yaml").read_text(encoding="utf-8")
     text = text.replace("manifest: ../var/manifest.db", f"manifest: {tmp / 'manifest.db'}")
     text = text.replace("database: ../var/records.db", f"database: {tmp / 'records.db'}")
@@ -51,7 +51,7 @@ def load_cfg(tmp: Path):
         if f.name != "wenling-line1.yaml":
             shutil.copy(f, tmp / f.name)
     (tmp / "line.yaml").write_text(text, encoding="utf-8")
-    from controller.manifest import Manifest
+    from sorter.controller.routing.manifest import Manifest
     Manifest(tmp / "manifest.db").close()
     return load_config(tmp / "line.yaml")
 
@@ -158,8 +158,8 @@ class PlanOnly:
     """A stand-in tracker: plans `n` fires 15-45 ms apart on 8 outputs (each on for 30 ms)."""
 
     def __init__(self, cfg, n: int, seed: int = 7):
-        from controller.belt_clock import BeltClock
-        from controller.outputs import Action
+        from sorter.controller.timing.belt_clock import BeltClock
+        from sorter.controller.timing.outputs import Action
         self.Action = Action
         self.clock = BeltClock(cfg.line.encoder_pulses_per_mm, 2000)
         self.parcels, self.counters, self.disabled, self.paused, self.bits = [], {}, set(), False, {}
@@ -225,7 +225,7 @@ def timing_main(cfg, url: str, n: int, conn) -> None:
     import logging
     import selectors
 
-    from controller.timing_loop import TimingLoop
+    from sorter.controller.timing.loop import TimingLoop
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     tr = PlanOnly(cfg, n)
     loop_ = TimingLoop(cfg, None, "bench", url, tracker=tr)
@@ -248,9 +248,9 @@ def decoder_main(seed: int) -> None:
     os.nice(10)
     import cv2
 
-    from plc.sim.waybills import CARRIER_CODES, make_waybill
-    from vision.decode import decode
-    from vision.labels import LabelSpec, render_frame, render_label
+    from sorter.plc.sim.waybills import CARRIER_CODES, make_waybill
+    from sorter.vision.decode import decode
+    from sorter.vision.labels import LabelSpec, render_frame, render_label
     cv2.setNumThreads(1)
     rng = np.random.default_rng(seed)
     frames = []
@@ -391,7 +391,7 @@ def bench_latch(parcels: int) -> None:
     for name, latch in (("no latch (edge = poll midpoint)", False), ("encoder latch at the induct PE", True)):
         tmp = Path(tempfile.mkdtemp())
         path = line_config(tmp, failsafe=True, latch=latch, hb_ms=50, watchdog_ms=500, sim_latch=latch)
-        r = subprocess.run([sys.executable, "-m", "controller.cli", "sim", "--config", str(path), "--parcels",
+        r = subprocess.run([sys.executable, "-m", "sorter", "sim", "--config", str(path), "--parcels",
                             str(parcels), "--rate", "12000", "--seed", "1", "--json"], cwd=ROOT,
                            capture_output=True, text=True, timeout=parcels * 2 + 300)
         d = json.loads(r.stdout.strip().splitlines()[-1])

@@ -43,8 +43,8 @@ def make_rows(n: int, towns: list[str]) -> list[tuple[str, str]]:
 
 def child(args) -> None:
     """One controller-like process: a Router on the manifest, decisions, RSS; JSON on stdout."""
-    from controller.config_load import load_config
-    from controller.routing import Router
+    from sorter.controller.config.load import load_config
+    from sorter.controller.routing.router import Router
     cfg = load_config(ROOT / "config/wenling-line1.yaml")
     base = rss_mb()
     router = Router(cfg.routing.routes, args.manifest, {c.id: c.alternate for c in cfg.line.chutes})
@@ -87,8 +87,8 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    from controller.config_load import load_config
-    from controller.manifest import Manifest
+    from sorter.controller.config.load import load_config
+    from sorter.controller.routing.manifest import Manifest
     cfg = load_config(ROOT / "config/wenling-line1.yaml")
     n = args.rows
     print(f"# routing benchmark ({os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M')}, {n:,} rows)")

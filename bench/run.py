@@ -31,9 +31,9 @@ def bench_decode(n: int) -> None:
     import cv2
     from pyzbar import pyzbar
 
-    from vision.decode import decode
-    from vision.labels import LabelSpec, render_frame, render_label
-    from plc.sim.waybills import CARRIER_CODES, make_ean13, make_waybill
+    from sorter.vision.decode import decode
+    from sorter.vision.labels import LabelSpec, render_frame, render_label
+    from sorter.plc.sim.waybills import CARRIER_CODES, make_ean13, make_waybill
 
     cv2.setNumThreads(1)
     frames, truth = [], []
@@ -61,10 +61,10 @@ def bench_decode(n: int) -> None:
 
 def bench_routing(n_rows: int, n_lookups: int) -> None:
     """Whole route decision (carrier, manifest lookup, rules) vs a bare SQLite primary-key lookup."""
-    from controller.config_load import load_config
-    from controller.manifest import Manifest
-    from controller.routing import Router
-    from plc.sim.waybills import CARRIER_CODES, make_waybill
+    from sorter.controller.config.load import load_config
+    from sorter.controller.routing.manifest import Manifest
+    from sorter.controller.routing.router import Router
+    from sorter.plc.sim.waybills import CARRIER_CODES, make_waybill
 
     cfg = load_config(ROOT / "config/wenling-line1.yaml")
     towns = cfg.sim.towns
@@ -101,7 +101,7 @@ def bench_routing(n_rows: int, n_lookups: int) -> None:
 
 def bench_tracking(n: int) -> None:
     """The tracker's cost per 1 kHz poll, driving a shift against the line physics in-process."""
-    from controller.config_load import load_config
+    from sorter.controller.config.load import load_config
     from tests.linedrive import drive, tmp_config
 
     cfg = load_config(ROOT / "config/wenling-line1.yaml")
@@ -123,7 +123,7 @@ def bench_sim(parcels: int, rate: float) -> None:
         from tests.test_sim_e2e import sim_config
         cfg = sim_config(Path(tmp))
         t0 = time.monotonic()
-        r = subprocess.run([sys.executable, "-m", "controller.cli", "sim", "--config", str(cfg), "--parcels", str(parcels),
+        r = subprocess.run([sys.executable, "-m", "sorter", "sim", "--config", str(cfg), "--parcels", str(parcels),
                             "--rate", str(rate), "--seed", "1", "--json"], cwd=ROOT, capture_output=True, text=True)
         wall = time.monotonic() - t0
     if r.returncode not in (0, 1) or not r.stdout.strip():

@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.tables import pct, table  # noqa: E402
 
-from plc.sim.waybills import CARRIER_CODES, make_ean13, make_waybill  # noqa: E402
-from vision.decode import SYMBOLOGIES, decode  # noqa: E402
-from vision.labels import LabelSpec, render_label  # noqa: E402
+from sorter.plc.sim.waybills import CARRIER_CODES, make_ean13, make_waybill  # noqa: E402
+from sorter.vision.decode import SYMBOLOGIES, decode  # noqa: E402
+from sorter.vision.labels import LabelSpec, render_label  # noqa: E402
 
 ALL = list(SYMBOLOGIES)
 
@@ -263,9 +263,9 @@ def latest_health(q, health: dict) -> dict:
 def bench_worker(seconds: float) -> None:
     import multiprocessing as mp
 
-    from plc.sim.frames import FrameServer
-    from vision.config import CameraConfig
-    from vision.worker import camera_main
+    from sorter.plc.sim.frames import FrameServer
+    from sorter.controller.config.vision import CameraConfig
+    from sorter.vision.worker import camera_main
 
     ctx = mp.get_context("spawn")
     server = FrameServer()

@@ -1,0 +1,1 @@
+"""The sorting core: config models, routing, records, timing, service, API, wiring and CLI."""

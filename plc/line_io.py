@@ -15,9 +15,9 @@ Errors: DeviceRefused (exception response), NoAnswer (timeout: state unknown), L
 
 from __future__ import annotations
 
-from plc.config import PlcConfig, Signal
-from plc.modbus_io import MODBUS_TABLES, DeviceRefused, LinkDown, ModbusIO, NoAnswer
-from plc.relay_board import RelayBoardIO
+from sorter.controller.config.plc import PlcConfig, Signal
+from sorter.plc.modbus_io import MODBUS_TABLES, DeviceRefused, LinkDown, ModbusIO, NoAnswer
+from sorter.plc.relay_board import RelayBoardIO
 
 __all__ = ["LineIO", "open_line_io", "DeviceRefused", "LinkDown", "NoAnswer"]
 

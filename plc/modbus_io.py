@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from plc.config import Signal, parse_plc_url
+from sorter.controller.config.plc import Signal, parse_plc_url
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import time
 
 import serial
 
-from plc.config import RelayBoard
-from plc.modbus_io import LinkDown, NoAnswer
+from sorter.controller.config.plc import RelayBoard
+from sorter.plc.modbus_io import LinkDown, NoAnswer
 
 STATUS_RE = re.compile(rb"CH(\d+)\s*:\s*(ON|OFF)", re.I)
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controller.config import Config
-from controller.manifest import Manifest
-from controller.routing import Router
-from controller.tracker import Read, Tracker
-from plc.sim.line import SimLine
-from plc.sim.modbus_server import SimIOModule
-from plc.sim.parcels import ParcelPlan
-from plc.sim.physics import LinePhysics
+from sorter.controller.config.line import Config
+from sorter.controller.routing.manifest import Manifest
+from sorter.controller.routing.router import Router
+from sorter.controller.timing.tracker import Read, Tracker
+from sorter.plc.sim.line import SimLine
+from sorter.plc.sim.modbus_server import SimIOModule
+from sorter.plc.sim.parcels import ParcelPlan
+from sorter.plc.sim.physics import LinePhysics
 
 
 @dataclass

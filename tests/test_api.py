@@ -12,8 +12,8 @@ import httpx
 import pytest
 import uvicorn
 
-from controller.api import create_app
-from controller.records import OUTCOMES, RecordStore
+from sorter.controller.api.app import create_app
+from sorter.controller.records.store import OUTCOMES, RecordStore
 
 EVIL = '<script>document.title="pwned"</script><img src=x onerror=alert(1)>'
 TOKEN = "s3cret-token"

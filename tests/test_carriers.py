@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from controller.carriers import CarrierTable, gtin_valid, s10_check_digit, s10_valid
-from plc.sim.waybills import CARRIER_CODES, CARRIER_WEIGHTS, CARRIERS, make_ean13, make_waybill, random_carrier
+from sorter.controller.routing.carriers import CarrierTable, gtin_valid, s10_check_digit, s10_valid
+from sorter.plc.sim.waybills import (CARRIER_CODES, CARRIER_WEIGHTS, CARRIERS, make_ean13, make_waybill, random_carrier)
 
 T = CarrierTable()
 

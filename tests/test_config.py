@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.config_load import ConfigError, load_config
+from sorter.controller.config.load import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "config").glob("*line*.yaml"))
@@ -102,12 +102,12 @@ def test_a_diverter_inside_the_scan_zone_is_refused(tmp_path):
 
 
 def test_check_config_command(tmp_path):
-    ok = subprocess.run([sys.executable, "-m", "controller.cli", "check-config", str(ROOT / "config/wenling-line1.yaml")],
+    ok = subprocess.run([sys.executable, "-m", "sorter", "check-config", str(ROOT / "config/wenling-line1.yaml")],
                         capture_output=True, text=True, cwd=ROOT)
     assert ok.returncode == 0, ok.stderr
     assert "泽国镇" in ok.stdout and "D9@9600" in ok.stdout
     bad = edited(tmp_path, "  belt_speed_mps: 2.0", "  belt_speed_mps: 9.0")
-    r = subprocess.run([sys.executable, "-m", "controller.cli", "check-config", str(bad)],
+    r = subprocess.run([sys.executable, "-m", "sorter", "check-config", str(bad)],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2
     assert f"line.yaml:{line_of(bad, 'belt_speed_mps')}: line.belt_speed_mps" in r.stderr

@@ -12,10 +12,10 @@ import pytest
 import segno
 from pyzbar import pyzbar
 
-from vision import decode as D
-from vision import decode_cli
-from vision.decode import Code, decode, decode_file, ean13_valid, recover_qr_text, upca_valid, validate
-from vision.labels import LabelSpec, render_frame, render_label
+from sorter.vision import decode as D
+from sorter.controller.cli import decode as decode_cli
+from sorter.vision.decode import Code, decode, decode_file, ean13_valid, recover_qr_text, upca_valid, validate
+from sorter.vision.labels import LabelSpec, render_frame, render_label
 
 WAYBILL = "SF1234567890123"
 QR_TEXT = "浙江省温岭市城东街道 张三 13800138000"

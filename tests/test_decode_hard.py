@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from bench.vision import finish, label_texts, make_case, place
-from plc.sim.waybills import make_ean13
-from vision import decode as D
-from vision.labels import LabelSpec, render_label
+from sorter.plc.sim.waybills import make_ean13
+from sorter.vision import decode as D
+from sorter.vision.labels import LabelSpec, render_label
 
 # (class, px/module, case): labels on which ZBar or zxing-cpp, run once, gave a wrong read that
 # passed its check digit (a swapped EAN-13 digit pair, a Code 128 with the wrong digits, a UPC-E
@@ -103,7 +103,7 @@ def test_wide_bars_in_a_large_photo_read(module):
 
 
 def test_a_qr_code_of_wide_modules_in_a_large_photo_reads():
-    from vision.labels import qr_modules
+    from sorter.vision.labels import qr_modules
     rng = np.random.default_rng(24)
     text = "SF1000000000003|温岭市泽国镇"
     q = np.kron(qr_modules(text), np.ones((24, 24)))

@@ -9,7 +9,7 @@ import sys
 
 from pathlib import Path
 
-from controller.records import RecordStore
+from sorter.controller.records.store import RecordStore
 from tests.test_sim_e2e import sim_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +31,7 @@ def test_export_writes_one_file_per_carrier_for_the_day(tmp_path):
                       rec(3, "SF", noon, "SF1234567890123"), rec(4, "ZTO", noon - 86400, "old")])
     store.close()
     out = tmp_path / "exports"
-    r = subprocess.run([sys.executable, "-m", "controller.cli", "export", "--config", str(cfg), "--day", today.isoformat(),
+    r = subprocess.run([sys.executable, "-m", "sorter", "export", "--config", str(cfg), "--day", today.isoformat(),
                         "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     with open(out / f"{today.isoformat()}-ZTO.csv", encoding="utf-8-sig", newline="") as f:
@@ -43,7 +43,7 @@ def test_export_writes_one_file_per_carrier_for_the_day(tmp_path):
 
 def test_export_refuses_a_bad_day(tmp_path):
     cfg = sim_config(tmp_path)
-    r = subprocess.run([sys.executable, "-m", "controller.cli", "export", "--config", str(cfg), "--day", "29/11"],
+    r = subprocess.run([sys.executable, "-m", "sorter", "export", "--config", str(cfg), "--day", "29/11"],
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and "YYYY-MM-DD" in r.stderr
 

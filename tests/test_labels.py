@@ -8,16 +8,8 @@ import numpy as np
 import pytest
 from pyzbar import pyzbar
 
-from vision.decode import decode
-from vision.labels import (
-    QUIET_MODULES,
-    LabelSpec,
-    code128_modules,
-    ean13_check_digit,
-    ean13_modules,
-    render_frame,
-    render_label,
-)
+from sorter.vision.decode import decode
+from sorter.vision.labels import (QUIET_MODULES, LabelSpec, code128_modules, ean13_check_digit, ean13_modules, render_frame, render_label)
 
 
 def rand_digits(rng, n):

@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from controller.config_load import load_config
-from controller.lookup import (BAD_ANSWER, CIRCUIT_OPEN, ERROR, FOUND, NOT_FOUND, TIMEOUT, LookupClient,
-                               LookupService, decision_budget_s, parse_answer)
-from controller.manifest import Manifest
-from controller.routing import Router
-from controller.routing_config import LookupConfig
+from sorter.controller.config.load import load_config
+from sorter.controller.routing.lookup import (BAD_ANSWER, CIRCUIT_OPEN, ERROR, FOUND, NOT_FOUND, TIMEOUT, LookupClient, LookupService, decision_budget_s, parse_answer)
+from sorter.controller.routing.manifest import Manifest
+from sorter.controller.routing.router import Router
+from sorter.controller.config.routing import LookupConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 WB = "75123456789012"          # ZTO, 14 digits
@@ -96,7 +95,7 @@ def test_not_found_is_cached_and_not_a_failure(api):
 def test_cache_ttl_and_lru():
     now = [0.0]
     c = LookupClient("http://127.0.0.1:9/{waybill}", cache_size=2, ttl_s=10, clock=lambda: now[0])
-    from controller.lookup import LookupResult
+    from sorter.controller.routing.lookup import LookupResult
     for k in "abc":
         c._remember(k, LookupResult(FOUND, ("X", "t")))
     assert c._cached("a") is None and c._cached("b") is not None  # a evicted (LRU)
@@ -214,7 +213,7 @@ def test_decision_is_never_delayed_by_a_slow_or_dead_service(api, dead_url, tmp_
 
 def test_full_queue_drops_without_blocking(tmp_path, dead_url):
     m = Manifest(tmp_path / "m.db")
-    from controller.carriers import CarrierTable
+    from sorter.controller.routing.carriers import CarrierTable
     svc = LookupService(LookupClient(dead_url + "/{waybill}", timeout_s=0.2), tmp_path / "m.db",
                         lambda: CarrierTable(), workers=1, max_pending=2)
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.manifest import Manifest
+from sorter.controller.routing.manifest import Manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,7 +131,7 @@ def test_import_bad_header_and_missing_file(tmp_path):
 
 WRITER = """
 import sys, time
-from controller.manifest import Manifest
+from sorter.controller.routing.manifest import Manifest
 m = Manifest(sys.argv[1])
 for b in range(20):
     m.upsert([(f"75{b:04d}{i:08d}", "泽国镇" if b % 2 else "大溪镇") for i in range(5000)])

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-import controller.manifest as manifest_mod
-from controller.manifest import Manifest, validate_row
+import sorter.controller.routing.manifest as manifest_mod
+from sorter.controller.routing.manifest import Manifest, validate_row
 
 
 def reference(text: str):

@@ -3,7 +3,7 @@
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from plc.api_plc import router
+from sorter.controller.api.plc import router
 
 
 class Svc:

@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from controller.cli_plc import add_run_test_args, apply_run_test_args
-from controller.config_load import load_config
-from plc.sim.parcels import ParcelPlan
-from plc.sim.physics import LinePhysics
+from sorter.controller.cli.plc import add_run_test_args, apply_run_test_args
+from sorter.controller.config.load import load_config
+from sorter.plc.sim.parcels import ParcelPlan
+from sorter.plc.sim.physics import LinePhysics
 from tests.plc_helpers import ROOT, line_config
 from tests.test_plc_modbus import ServerThread
 
@@ -29,7 +29,7 @@ def served(tmp_path):
 
 
 def sorter(*args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "controller.cli", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "sorter", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from controller.config_load import ConfigError, load_config
-from plc.config import parse_plc_url
+from sorter.controller.config.load import ConfigError, load_config
+from sorter.controller.config.plc import parse_plc_url
 from tests.plc_helpers import line_config
 
 

@@ -10,16 +10,16 @@ import time
 
 import pytest
 
-from controller.config_load import load_config
-from controller.timing_loop import TimingLoop
-from plc.sim.parcels import ParcelPlan
-from plc.sim.physics import LinePhysics
+from sorter.controller.config.load import load_config
+from sorter.controller.timing.loop import TimingLoop
+from sorter.plc.sim.parcels import ParcelPlan
+from sorter.plc.sim.physics import LinePhysics
 from tests.plc_helpers import RawModbusTcp, line_config, run
 from tests.test_plc_modbus import ServerThread
 
 
 def test_link_lost_and_back_mid_run_nothing_lost_nothing_mis_sorted(tmp_path):
-    from plc.sim.harness import SimHarness
+    from sorter.controller.harness import SimHarness
     cfg = load_config(line_config(tmp_path, failsafe=True, hb_ms=10, watchdog_ms=30))
     cfg = cfg.model_copy(update={"sim": cfg.sim.model_copy(update={"rate_pph": 9000})})
     h = SimHarness(cfg, parcels=45, seed=4)

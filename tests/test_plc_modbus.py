@@ -11,11 +11,11 @@ import time
 
 import pytest
 
-from controller.config_load import load_config
-from plc.line_io import DeviceRefused, LineIO, LinkDown, NoAnswer, open_line_io
-from plc.sim.modbus_server import SimIOModule, start_server
-from plc.sim.parcels import ParcelPlan
-from plc.sim.physics import LinePhysics
+from sorter.controller.config.load import load_config
+from sorter.plc.line_io import DeviceRefused, LineIO, LinkDown, NoAnswer, open_line_io
+from sorter.plc.sim.modbus_server import SimIOModule, start_server
+from sorter.plc.sim.parcels import ParcelPlan
+from sorter.plc.sim.physics import LinePhysics
 from tests.plc_helpers import RawModbusTcp, line_config, run
 
 

@@ -10,9 +10,9 @@ import time
 import pytest
 import serial
 
-from plc.config import PlcConfig, RelayBoard, Signal
-from plc.line_io import LineIO, LinkDown, NoAnswer
-from plc.relay_board import frame, parse_frame, parse_status
+from sorter.controller.config.plc import PlcConfig, RelayBoard, Signal
+from sorter.plc.line_io import LineIO, LinkDown, NoAnswer
+from sorter.plc.relay_board import frame, parse_frame, parse_status
 from tests.plc_helpers import pty_pair, run
 
 

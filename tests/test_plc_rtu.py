@@ -8,8 +8,8 @@ import threading
 import pytest
 import serial
 
-from plc.config import PlcConfig, Signal
-from plc.line_io import DeviceRefused, LineIO, NoAnswer
+from sorter.controller.config.plc import PlcConfig, Signal
+from sorter.plc.line_io import DeviceRefused, LineIO, NoAnswer
 from tests.plc_helpers import pty_pair, run
 
 mtk_defines = pytest.importorskip("modbus_tk.defines")

@@ -9,15 +9,15 @@ import collections
 
 import pytest
 
-from controller.config_load import ConfigError, load_config
-from plc.config import chute_numbers
+from sorter.controller.config.load import ConfigError, load_config
+from sorter.controller.config.plc import chute_numbers
 from tests.plc_helpers import line_config
 
 TRACKING = "config/wenling-line1-plc-tracking.yaml"
 
 
 def _harness_run(cfg, parcels: int, seed: int, timeout: float = 150):
-    from plc.sim.harness import SimHarness
+    from sorter.controller.harness import SimHarness
     h = SimHarness(cfg, parcels=parcels, seed=seed)
     try:
         h.start()
@@ -117,7 +117,7 @@ def test_answers_too_late_for_the_plc_go_to_reject_as_too_late(tmp_path):
 
 def test_plc_link_lost_and_back_every_parcel_one_record(tmp_path):
     import time
-    from plc.sim.harness import SimHarness
+    from sorter.controller.harness import SimHarness
     cfg = _test_mode(load_config(line_config(tmp_path, failsafe=False, source=TRACKING)), "round_robin")
     h = SimHarness(cfg, parcels=36, seed=7)
     try:
@@ -148,8 +148,8 @@ def test_plc_link_lost_and_back_every_parcel_one_record(tmp_path):
 
 def test_mailbox_tracker_handshake_without_io(tmp_path):
     """The controller's side of the handshake, fed register values directly (no I/O, no processes)."""
-    from controller.routing import RouteDecision
-    from plc.mailbox import MailboxTracker
+    from sorter.controller.routing.router import RouteDecision
+    from sorter.controller.timing.mailbox import MailboxTracker
     cfg = load_config(line_config(tmp_path, failsafe=False, source=TRACKING))
     m = cfg.plc.mailbox
     recs = []

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.records import OUTCOMES, SCHEMA_VERSION, RecordStore, RecordWriter, SchemaError
+from sorter.controller.records.store import OUTCOMES, SCHEMA_VERSION, RecordStore, RecordWriter, SchemaError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -193,7 +193,7 @@ CHILD = textwrap.dedent(
     """
     import sys, time
     sys.path.insert(0, {root!r})
-    from controller.records import RecordWriter
+    from sorter.controller.records.store import RecordWriter
     w = RecordWriter({db!r})
     for i in range(500):
         w.submit({{"run_id": "crash", "parcel_id": i, "ended_wall": time.time(), "outcome": "sorted",
@@ -254,7 +254,7 @@ def test_writer_survives_database_trouble(tmp_path):
 
 def test_a_version_1_database_is_upgraded_in_place_keeping_its_records(tmp_path):
     import sqlite3 as _sq
-    from controller.records import RecordStore as _Store
+    from sorter.controller.records.store import RecordStore as _Store
     path = tmp_path / "old.db"
     s = _Store(path)
     s.write_many([{"run_id": "r", "parcel_id": 1, "ended_wall": 1.0, "reads": [], "outcome": "no_read",

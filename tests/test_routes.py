@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.config_load import load_config
-from controller.routes import RoutesError, load_routes
+from sorter.controller.config.load import load_config
+from sorter.controller.routing.routes import RoutesError, load_routes
 
 ROOT = Path(__file__).resolve().parents[1]
 CHUTES = {f"C{i:02d}" for i in range(1, 21)} | {"MANUAL", "REJECT"}

@@ -5,11 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.carriers import CarrierTable
-from controller.config_load import load_config
-from controller.manifest import Manifest
-from controller.routing import RouteDecision, Router
-from plc.sim.waybills import CARRIER_CODES, make_ean13, make_waybill, random_carrier
+from sorter.controller.routing.carriers import CarrierTable
+from sorter.controller.config.load import load_config
+from sorter.controller.routing.manifest import Manifest
+from sorter.controller.routing.router import RouteDecision, Router
+from sorter.plc.sim.waybills import CARRIER_CODES, make_ean13, make_waybill, random_carrier
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = load_config(ROOT / "config/wenling-line1.yaml")
@@ -160,7 +160,7 @@ def test_manifest_rows_written_after_start_are_seen(setup):
 
 
 def test_bad_routes_file_at_start(tmp_path):
-    from controller.routes import RoutesError
+    from sorter.controller.routing.routes import RoutesError
     p = tmp_path / "r.yaml"
     p.write_text("rules:\n  - {town: x, chute: NOPE}\n", encoding="utf-8")
     with pytest.raises(RoutesError):

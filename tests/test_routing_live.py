@@ -13,10 +13,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import tests.linedrive as linedrive
-from controller.api_routing import router as routing_router
-from controller.config_load import load_config
-from controller.manifest import Manifest
-from controller.routing import Router
+from sorter.controller.api.routing import router as routing_router
+from sorter.controller.config.load import load_config
+from sorter.controller.routing.manifest import Manifest
+from sorter.controller.routing.router import Router
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,8 +64,8 @@ def test_reload_fails_then_succeeds_while_the_line_runs(tmp_path, monkeypatch):
 
 def test_sim_advice_kinds(tmp_path):
     cfg = line_in(tmp_path, p_sort_code=0.3, p_address=0.3)
-    from plc.sim.advice import SimAdvice
-    from plc.sim.parcels import ParcelPlan
+    from sorter.plc.sim.advice import SimAdvice
+    from sorter.plc.sim.parcels import ParcelPlan
     adv, plan = SimAdvice(cfg, 5), ParcelPlan(cfg, 5)
     rows = [adv.row(plan.get(i)) for i in range(300)]
     kinds = Counter("town" if r[1] else "sort_code" if r[2] else "address" for r in rows)

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from controller.carriers import CarrierTable, load_carriers
-from controller.config_load import load_config
-from controller.gazetteer import Gazetteer, load_gazetteer
-from controller.manifest import Manifest
-from controller.routes import Facts, RoutesError, load_routes
-from controller.routing import Router, load_routing, load_routing_config
-from controller.routing_files import FileProblems
+from sorter.controller.routing.carriers import CarrierTable, load_carriers
+from sorter.controller.config.load import load_config
+from sorter.controller.routing.gazetteer import Gazetteer, load_gazetteer
+from sorter.controller.routing.manifest import Manifest
+from sorter.controller.routing.routes import Facts, RoutesError, load_routes
+from sorter.controller.routing.router import Router, load_routing, load_routing_config
+from sorter.controller.routing.files import FileProblems
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = load_config(ROOT / "config/wenling-line1.yaml")
@@ -384,7 +384,7 @@ def test_county_hub_example():
 
 # ---- CLI -------------------------------------------------------------------------------------
 def run_cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "controller.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "sorter", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=120)
 
 

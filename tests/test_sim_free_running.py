@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from controller.config_load import load_config
-from plc.sim import belt_frames as bf
-from plc.sim.config import SimConfig
-from plc.sim.parcels import ParcelPlan
-from vision.decode import decode
-from vision.geometry import Calibration
+from sorter.controller.config.load import load_config
+from sorter.plc.sim import belt_frames as bf
+from sorter.controller.config.sim import SimConfig
+from sorter.plc.sim.parcels import ParcelPlan
+from sorter.vision.decode import decode
+from sorter.vision.geometry import Calibration
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = struct.Struct("!4sdII")
@@ -169,8 +169,8 @@ def test_frames_render_fast_enough():
 
 
 def test_frame_stream_is_in_capture_order_and_heartbeats_never_run_ahead():
-    from controller.service import CTX
-    from plc.sim.frames import frames_main
+    from sorter.controller.service.service import CTX
+    from sorter.plc.sim.frames import frames_main
 
     fps = 20
     cfg = free_running_cfg(fps=fps)
@@ -261,7 +261,7 @@ def free_run(tmp_path_factory):
     cfg = e2e_config(tmp)
     t0 = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "controller.cli", "sim", "--config", str(cfg), "--parcels", str(N_PARCELS),
+        [sys.executable, "-m", "sorter", "sim", "--config", str(cfg), "--parcels", str(N_PARCELS),
          "--seed", str(SEED), "--json"], cwd=ROOT, capture_output=True, text=True, timeout=180)
     return {"rc": proc.returncode, "out": proc.stdout, "err": proc.stderr, "tmp": tmp, "cfg": cfg,
             "seconds": time.monotonic() - t0}

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from controller.records import OUTCOMES
-from controller.stats import LineStats, percentiles
+from sorter.controller.records.store import OUTCOMES
+from sorter.controller.service.stats import LineStats, percentiles
 
 
 class Clock:

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from controller.config_load import load_config
-from plc.sim.parcels import ParcelPlan
+from sorter.controller.config.load import load_config
+from sorter.plc.sim.parcels import ParcelPlan
 from tests.linedrive import drive, tmp_config
 
 EXAMPLE = "config/wenling-line1.yaml"

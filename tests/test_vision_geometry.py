@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vision.geometry import Calibration, CalibrationError, chessboard_image, from_chessboard, from_two_points
+from sorter.vision.geometry import (Calibration, CalibrationError, chessboard_image, from_chessboard, from_two_points)
 
 ROOT = Path(__file__).resolve().parent.parent
 SQUARE_MM = 20.0
@@ -101,7 +101,7 @@ def line_config(tmp_path) -> Path:
 
 
 def test_sorter_calibrate_and_camera_test(line_config, tmp_path, capsys):
-    from controller.cli import main
+    from sorter.controller.cli.main import main
 
     frame, W = target_in_frame()
     cv2.imwrite(str(tmp_path / "target.png"), frame)
@@ -115,7 +115,7 @@ def test_sorter_calibrate_and_camera_test(line_config, tmp_path, capsys):
                  "--point", "900,384=400", "--frame-size", "1024x768"]) == 0
     assert len(list(out.parent.glob("top.json.*.bak"))) == 1
     # the config now picks the calibration up; `camera test` reads a frame from the folder source
-    from vision.labels import LabelSpec, render_frame, render_label
+    from sorter.vision.labels import LabelSpec, render_frame, render_label
     rng = np.random.default_rng(3)
     cv2.imwrite(str(tmp_path / "frames" / "a.png"), render_frame(render_label(LabelSpec("SF1234567890123"), rng), rng))
     capsys.readouterr()
@@ -133,9 +133,9 @@ def test_camera_api_noreads_and_last_frame(tmp_path):
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from vision.api_vision import router
-    from vision.config import CameraConfig
-    from vision.ring import FrameRing
+    from sorter.controller.api.vision import router
+    from sorter.controller.config.vision import CameraConfig
+    from sorter.vision.ring import FrameRing
 
     d = tmp_path / "noreads"
     d.mkdir()

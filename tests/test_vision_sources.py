@@ -16,10 +16,9 @@ import cv2
 import numpy as np
 import pytest
 
-from vision.labels import LabelSpec, render_frame, render_label
-from vision.sources import (NoFrame, OpenCVSource, Reads, SerialReaderSource, SourceError, TcpReaderSource,
-                            open_source, parse_reader_line, source_kind)
-from vision.decode import decode
+from sorter.vision.labels import LabelSpec, render_frame, render_label
+from sorter.vision.sources import (NoFrame, OpenCVSource, Reads, SerialReaderSource, SourceError, TcpReaderSource, open_source, parse_reader_line, source_kind)
+from sorter.vision.decode import decode
 
 WAYBILLS = [f"SF12345678901{i:02d}" for i in range(6)]
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plc.sim.frames import FrameServer
-from vision.config import CameraConfig
-from vision.geometry import from_two_points
-from vision.labels import LabelSpec, render_frame, render_label
-from vision.ring import FrameRing, read_latest
-from vision.worker import camera_main
+from sorter.plc.sim.frames import FrameServer
+from sorter.controller.config.vision import CameraConfig
+from sorter.vision.geometry import from_two_points
+from sorter.vision.labels import LabelSpec, render_frame, render_label
+from sorter.vision.ring import FrameRing, read_latest
+from sorter.vision.worker import camera_main
 
 CTX = mp.get_context("spawn")
 

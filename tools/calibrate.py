@@ -23,7 +23,8 @@ from pathlib import Path
 
 import cv2
 
-from vision.geometry import (Calibration, CalibrationError, chessboard_image, from_chessboard, from_two_points)
+from sorter.vision.geometry import (Calibration, CalibrationError, chessboard_image, from_chessboard, from_two_points)
+from sorter.controller.config.load import example_config
 
 
 def _pair(text: str, sep: str = ",", typ=float) -> tuple:
@@ -43,7 +44,7 @@ def _point(text: str) -> tuple[tuple[float, float], float]:
 
 
 def _camera(args):
-    from controller.config_load import ConfigError, load_config
+    from sorter.controller.config.load import ConfigError, load_config
 
     try:
         cfg = load_config(args.config)
@@ -66,7 +67,7 @@ def output_path(args, cam) -> Path:
 
 
 def grab_frame(cam, tries: int = 30):
-    from vision.sources import NoFrame, SourceError, open_source
+    from sorter.vision.sources import NoFrame, SourceError, open_source
 
     src = open_source(cam.source, cam.properties.model_dump(exclude_none=True))
     if src.kind in ("serial", "reader"):
@@ -171,7 +172,7 @@ def add_arguments(p: argparse.ArgumentParser, with_config=None) -> None:
         if with_config is not None:
             with_config(sp)
         else:
-            sp.add_argument("--config", default="config/wenling-line1.yaml")
+            sp.add_argument("--config", default=str(example_config()))
         sp.add_argument("camera", help="camera name in the config")
         sp.add_argument("--output", help="write here instead of calibration/CAMERA.json next to the config")
         return sp

@@ -1037,7 +1037,7 @@ def decode_file(path, symbologies: Iterable[str] | None = None) -> tuple[list[Co
 
 def warm_up(symbologies=None, engines=None) -> None:
     """Decode a rendered label once so that every engine's library and caches are loaded."""
-    from vision.labels import LabelSpec, render_frame, render_label
+    from sorter.vision.labels import LabelSpec, render_frame, render_label
     rng = np.random.default_rng(0)
     frame = render_frame(render_label(LabelSpec("SF1234567890123", qr_text="SF1234567890123", ean13="690123456789"),
                                       rng), rng, rotation_deg=30)

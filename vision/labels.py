@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import segno
-from vision.code128 import code128_modules
+from sorter.vision.code128 import code128_modules
 from barcode.ean import EuropeanArticleNumber13
 
 __all__ = [

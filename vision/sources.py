@@ -352,7 +352,7 @@ def parse_reader_line(line: bytes, default_symbology: str = "code128") -> tuple[
     """One line from a code reader -> (symbology, text), or None for a no-read line or garbage.
     Accepts an AIM identifier prefix (``]C0``, ``]E0``, ``]Q1`` …); EAN-13 that comes as 12 digits
     after ``]E0`` is UPC-A in the reader's eyes and is reported as ``upca``."""
-    from vision.decode import qr_bytes_to_text, validate
+    from sorter.vision.decode import qr_bytes_to_text, validate
 
     raw = line.strip(b"\r\n\x00 \t\x02\x03")
     if not raw or len(raw) > 4096:

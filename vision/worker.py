@@ -39,9 +39,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vision.decode import STATS as _decode_stats
-from vision.decode import decode
-from vision.sources import NoFrame, Reads, SourceError, open_source
+from sorter.vision.decode import STATS as _decode_stats
+from sorter.vision.decode import decode
+from sorter.vision.sources import NoFrame, Reads, SourceError, open_source
 
 log = logging.getLogger("sorter.camera")
 
@@ -68,7 +68,7 @@ def camera_main(name: str, source: str, symbologies: list[str], nice: int, out_q
     remove_stale_rings(name)
     # load the decoders' libraries and warm their caches now: the first real frame must not pay it
     # (it cost the first parcels of a run their reads)
-    from vision.decode import warm_up
+    from sorter.vision.decode import warm_up
     warm_up(symbologies, getattr(config, "engines", None))
     w = CameraWorker(name, source, symbologies, out_q, max_age_s, cmd_q, config, keep_dir, health_s)
     try:
@@ -103,7 +103,7 @@ def remove_stale_rings(name: str) -> int:
 class CameraWorker:
     def __init__(self, name, source, symbologies, out_q, max_age_s=0.8, cmd_q=None, config=None,
                  keep_dir=None, health_s=1.0):
-        from vision.config import CameraConfig
+        from sorter.controller.config.vision import CameraConfig
 
         self.name, self.source, self.out_q, self.cmd_q = name, source, out_q, cmd_q
         self.cfg = config if config is not None else CameraConfig(name=name, source=source, position_mm=0)
@@ -116,7 +116,7 @@ class CameraWorker:
         self.calibration = None
         self.calibration_error = ""
         if self.cfg.calibration is not None:
-            from vision.geometry import Calibration, CalibrationError
+            from sorter.vision.geometry import Calibration, CalibrationError
             try:
                 self.calibration = Calibration.load(self.cfg.calibration)
             except CalibrationError as exc:
@@ -221,7 +221,7 @@ class CameraWorker:
             self.put(("frame", self.name, t, 0.0, None, codes, self.dropped, time.monotonic()))
 
     def _ensure_ring(self, h: int, w: int):
-        from vision.ring import FrameRing
+        from sorter.vision.ring import FrameRing
 
         if self.ring is not None and h * w <= self.ring.slot_bytes:
             return self.ring

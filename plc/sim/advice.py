@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from controller.config import Config
-from controller.routes import Facts
-from controller.routing import RoutingState, load_routing_config
+from sorter.controller.config.line import Config
+from sorter.controller.routing.routes import Facts
+from sorter.controller.routing.router import RoutingState, load_routing_config
 
 ROADS = ("人民路", "兴业路", "文化路", "工人路", "育英路", "商业街")
 PROVINCE_CITY = ("浙江省台州市温岭市", "浙江省温岭市", "温岭市", "")

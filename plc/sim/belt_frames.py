@@ -42,10 +42,10 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from controller.config import Config
-from plc.sim.parcels import ParcelPlan, PlannedParcel
-from vision.geometry import Calibration, from_two_points
-from vision.labels import LabelSpec, render_label
+from sorter.controller.config.line import Config
+from sorter.plc.sim.parcels import ParcelPlan, PlannedParcel
+from sorter.vision.geometry import Calibration, from_two_points
+from sorter.vision.labels import LabelSpec, render_label
 
 log = logging.getLogger("sorter.sim.frames")
 

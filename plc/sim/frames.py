@@ -24,10 +24,10 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
-from controller.config import Config
-from plc.sim.belt_frames import FreeRunStats, label_spec, run_free_running, sim_cameras
-from plc.sim.parcels import ParcelPlan
-from vision.labels import render_frame, render_label
+from sorter.controller.config.line import Config
+from sorter.plc.sim.belt_frames import FreeRunStats, label_spec, run_free_running, sim_cameras
+from sorter.plc.sim.parcels import ParcelPlan
+from sorter.vision.labels import render_frame, render_label
 
 log = logging.getLogger("sorter.sim.frames")
 HEADER = struct.Struct("!4sdII")

@@ -15,12 +15,12 @@ import statistics
 import time
 from multiprocessing.connection import Connection
 
-from controller.config import Config
-from controller.manifest import Manifest
-from plc.sim.advice import SimAdvice
-from plc.sim.modbus_server import SimIOModule, start_server
-from plc.sim.parcels import ParcelPlan
-from plc.sim.physics import LinePhysics
+from sorter.controller.config.line import Config
+from sorter.controller.routing.manifest import Manifest
+from sorter.plc.sim.advice import SimAdvice
+from sorter.plc.sim.modbus_server import SimIOModule, start_server
+from sorter.plc.sim.parcels import ParcelPlan
+from sorter.plc.sim.physics import LinePhysics
 
 log = logging.getLogger("sorter.sim")
 MANIFEST_AHEAD = 2000  # parcels of pre-advice kept ahead of induction in an endless run
@@ -52,7 +52,7 @@ class SimLine:
 
     def start(self, t0: float) -> None:
         if self.cfg.plc.mode == "plc_tracking":  # a PLC that tracks parcels and drives its diverters itself
-            from plc.sim.mailbox import attach
+            from sorter.plc.sim.mailbox import attach
             self.physics = attach(self.module, self.cfg, self.plan, t0, self.n)
             return
         self.physics = LinePhysics(self.cfg, self.plan, t0, self.n)

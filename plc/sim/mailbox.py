@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import heapq
 
-from controller.config import Config
-from plc.config import chute_numbers
-from plc.sim.physics import LinePhysics
+from sorter.controller.config.line import Config
+from sorter.controller.config.plc import chute_numbers
+from sorter.plc.sim.physics import LinePhysics
 
 SEQ_MOD = 1 << 16
 RESULT_OK, RESULT_NO_ANSWER, RESULT_UNCONFIRMED, RESULT_BAD_CHUTE = 0, 1, 2, 3

@@ -15,8 +15,8 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 from pymodbus.simulator.simutils import SimUtils
 
-from controller.config import Config
-from plc.sim.physics import LinePhysics
+from sorter.controller.config.line import Config
+from sorter.plc.sim.physics import LinePhysics
 
 FC_READ_COILS, FC_READ_DI, FC_READ_HR, FC_READ_IR = 1, 2, 3, 4
 FC_WRITE_COIL, FC_WRITE_COILS = 5, 15
@@ -53,7 +53,7 @@ class SimIOModule:
         self.refuse: set[str] = set()      # tests: signals whose writes get an exception response
         self.slow: dict[str, float] = {}    # tests: signal -> delay of its next switch-on (a hung device)
         self.coils: dict[str, bool] = {}   # non-diverter coils as written (tower, induct enable)
-        self.mailbox = None                 # set by plc.sim.mailbox for mode plc_tracking
+        self.mailbox = None                 # set by sorter.plc.sim.mailbox for mode plc_tracking
         # (unit, table) -> {address: (name, word)} for every Modbus signal
         self.at: dict[tuple[int, str], dict[int, tuple[str, int]]] = {}
         for name, sg in io.items():

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from controller.config import Config
-from plc.sim.waybills import CARRIER_CODES, CARRIER_WEIGHTS, make_ean13, make_waybill
+from sorter.controller.config.line import Config
+from sorter.plc.sim.waybills import CARRIER_CODES, CARRIER_WEIGHTS, make_ean13, make_waybill
 
 
 @dataclass(frozen=True)

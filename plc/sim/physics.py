@@ -12,8 +12,8 @@ import bisect
 from collections import deque
 from dataclasses import dataclass, field
 
-from controller.config import Config
-from plc.sim.parcels import ParcelPlan, PlannedParcel
+from sorter.controller.config.line import Config
+from sorter.plc.sim.parcels import ParcelPlan, PlannedParcel
 
 ENCODER_MOD = 2**32
 

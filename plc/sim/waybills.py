@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from controller.carriers import gtin_check_digit, s10_check_digit
+from sorter.controller.routing.carriers import gtin_check_digit, s10_check_digit
 
 # (carrier, share of parcels): roughly the 2023-24 national express market; the county
 # co-delivery centre sees mostly the "通达系" networks plus J&T, fewer SF/EMS/JD parcels.

@@ -1,0 +1,168 @@
+"""HTTP endpoints for routing, mounted by controller/webserver.py.
+
+    GET  /api/routes            the route table on disk: version, rules, default, intercept, notes
+                                (and the version in force in the timing process)
+    POST /api/routes/test       route a waybill: {"waybill": ..., "town"|"address"|"sort_code": ...}
+    POST /api/manifest          (token) pre-advice: a JSON array / {"rows": [...]}, JSON lines, or CSV
+                                text (Content-Type text/csv; UTF-8 or GBK)
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field
+
+log = logging.getLogger("sorter.api.routing")
+MAX_MANIFEST_BYTES = 64 << 20
+
+
+class RouteTest(BaseModel):
+    waybill: str = Field(min_length=1, max_length=64)
+    town: str | None = Field(default=None, max_length=64)
+    address: str | None = Field(default=None, max_length=300)
+    sort_code: str | None = Field(default=None, max_length=40)
+    carrier: str | None = Field(default=None, max_length=16)
+    service: str | None = Field(default=None, max_length=32)
+    weight_kg: float | None = Field(default=None, ge=0, le=2000)
+    intercept: bool = False
+
+
+def router(svc) -> APIRouter | None:
+    """Endpoints of this area; `svc` is the running sorter.controller.service.service.Service."""
+    r = APIRouter(tags=["routing"])
+    cfg = svc.cfg
+    lock = threading.Lock()
+    holder: dict[str, Any] = {}
+
+    def get_router():
+        from sorter.controller.routing.router import Router
+        with lock:
+            rt = holder.get("router")
+            if rt is None:
+                rt = holder["router"] = Router.from_config(cfg)
+            else:
+                rt.reload_if_changed()
+            return rt
+
+    def require_token(request: Request) -> None:
+        token = getattr(svc, "token", None)
+        if token is None:
+            raise HTTPException(403, "control disabled: set api token")
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            raise HTTPException(401, "bearer token required", headers={"WWW-Authenticate": "Bearer"})
+        if not hmac.compare_digest(given.strip().encode(), token.encode()):
+            log.warning("manifest upload with a wrong token from %s", request.client.host if request.client else "?")
+            raise HTTPException(401, "wrong token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+    def in_force() -> str | None:
+        try:
+            return (svc.status() or {}).get("line", {}).get("routing_version")
+        except Exception:  # noqa: BLE001 - status is best effort here
+            return None
+
+    @r.get("/api/lookup", summary="Real-time waybill lookup: configured, counters, circuit state")
+    def get_lookup() -> dict:
+        lk = getattr(svc, "lookup", None)
+        if lk is None:
+            return {"enabled": False}
+        return {"enabled": True, "url": cfg.routing.lookup.url.split("?")[0], **lk.stats()}
+
+    @r.get("/api/routes", summary="The route table: version, rules, default and intercept chutes")
+    def get_routes() -> dict:
+        from sorter.controller.routing.routes import RoutesError
+        try:
+            rt = get_router()
+        except RoutesError as exc:
+            return {"ok": False, "problems": exc.problems, "version_in_force": in_force()}
+        st = rt.state
+        return st.table.as_dict() | {"ok": True, "version": st.version, "version_in_force": in_force(),
+                                     "carriers": list(st.carriers.order), "towns": sorted(st.gazetteer.towns),
+                                     "warnings": list(st.warnings)}
+
+    @r.post("/api/routes/test", summary="Route one waybill and say why (manifest, or the advice given)")
+    def test_route(body: RouteTest) -> dict:
+        from sorter.controller.routing.carriers import normalise
+        from sorter.controller.routing.manifest import ManifestRow, normalise_sort_code
+        from sorter.controller.routing.routes import RoutesError
+        from sorter.controller.routing.router import NO_ROUTE, RouteDecision
+        try:
+            rt = get_router()
+        except RoutesError as exc:
+            raise HTTPException(409, {"problems": exc.problems}) from None
+        st = rt.state
+        waybill = normalise(body.waybill)
+        carrier = st.carriers.identify(waybill)
+        sc = None
+        if body.sort_code is not None:
+            sc = normalise_sort_code(body.sort_code)
+            if sc is None:
+                raise HTTPException(422, f"not a sort code: {body.sort_code!r}")
+        if body.town or body.address or sc:
+            row = ManifestRow(body.town, sc, body.address, body.carrier, body.service, body.weight_kg,
+                              int(body.intercept))
+        else:
+            row = rt.manifest.lookup_row(waybill)
+        if row is None:
+            d = RouteDecision(NO_ROUTE, None, waybill, carrier, None, f"waybill {waybill} not in manifest", st.version)
+        else:
+            d = rt.route(st, waybill, carrier, row)
+        return d.as_dict()
+
+    @r.post("/api/manifest", summary="Import pre-advice rows (token)", dependencies=[Depends(require_token)])
+    async def post_manifest(request: Request) -> dict:
+        from starlette.concurrency import run_in_threadpool
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_MANIFEST_BYTES):
+            raise HTTPException(413, f"at most {MAX_MANIFEST_BYTES >> 20} MB per request")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_MANIFEST_BYTES:
+                raise HTTPException(413, f"at most {MAX_MANIFEST_BYTES >> 20} MB per request")
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        rep = await run_in_threadpool(_import, cfg, bytes(body), ctype)
+        if rep.error:
+            raise HTTPException(400, rep.error)
+        log.info("manifest: %d rows imported over HTTP, %d bad", rep.imported, rep.bad_count)
+        return rep.as_dict()
+
+    return r
+
+
+def _import(cfg, body: bytes, ctype: str):
+    from sorter.controller.routing.manifest import ImportReport, Manifest, decode_csv_bytes
+    m = Manifest(cfg.routing.manifest)
+    try:
+        text, enc = decode_csv_bytes(body)
+        if ctype in ("text/csv", "application/csv", "text/plain") and not text.lstrip().startswith(("[", "{")):
+            rep = m.import_csv_text(text, "upload")
+            rep.encoding = enc
+            return rep
+        stripped = text.strip()
+        if stripped.startswith("{") and "\n{" in stripped:   # JSON lines
+            rep = ImportReport("upload", encoding=enc)
+            items = []
+            for n, line in enumerate(stripped.splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    items.append((n, json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    rep.bad(n, f"not JSON: {exc.msg}")
+            m._import_records(items, rep, lambda: 0, 0, None)
+            return rep
+        try:
+            data = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            return ImportReport("upload", error=f"line {exc.lineno}: not JSON: {exc.msg} "
+                                                "(send JSON, JSON lines, or CSV with Content-Type text/csv)")
+        return m.import_records(data, ImportReport("upload", encoding=enc))
+    finally:
+        m.close()

@@ -1,0 +1,43 @@
+"""The API and status page served by uvicorn in a thread of the service process."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import uvicorn
+
+from sorter.controller.api.app import create_app
+
+log = logging.getLogger("sorter.web")
+
+
+class ApiServer:
+    def __init__(self, svc, host: str, port: int):
+        from sorter.controller.api import routing as api_routing
+        from sorter.controller.api import plc as api_plc
+        from sorter.controller.api import vision as api_vision
+        routers = [r for r in (m.router(svc) for m in (api_routing, api_vision, api_plc)) if r is not None]
+        app = create_app(svc.status, svc.store, control=svc, token=svc.token, routers=routers)
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                                    access_log=False, lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, name="api", daemon=True)
+        self.host = host
+
+    def start(self, timeout: float = 10) -> None:
+        self.thread.start()
+        end = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > end:
+                raise RuntimeError("the API server did not start (is the port in use?)")
+            time.sleep(0.02)
+        for s in self.server.servers:
+            for sock in s.sockets:
+                h, p = sock.getsockname()[:2]
+                self.port = p
+                log.info("status page on http://%s:%d/", self.host, p)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(5)

@@ -1,0 +1,1 @@
+"""The `sorter` command, one module per area."""

@@ -1,0 +1,72 @@
+"""Config of routing (the `routing:` section of a line file): where the route table, the
+manifest, the gazetteer and the carriers' formats are, and the optional real-time lookup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from sorter.controller.config.base import Strict
+
+
+class LookupConfig(Strict):
+    """Real-time lookup of a waybill the manifest does not have (carrier or platform HTTP API).
+
+    The service process queries it as soon as a camera reads the waybill (never the timing
+    process) and writes the answer into the manifest, where the parcel's decision finds it. An
+    answer later than the parcel's decision is still stored (for a re-scan); the parcel itself
+    goes `no_route` with the lookup's state as its reason.
+    """
+
+    url: str = Field(min_length=8, max_length=500,
+                     description="URL template, e.g. http://10.0.0.5/api/waybill/{waybill}?carrier={carrier}; "
+                                 "answer: JSON object with the manifest's column names (town, sort_code, "
+                                 "address, carrier, service, weight_kg, intercept); 404 = not known")
+    timeout_ms: float = Field(default=250, ge=5, le=10_000,
+                              description="per query; capped at the parcel's decision budget (scan-zone "
+                                          "transit time + decision grace)")
+    carriers: list[str] = Field(default_factory=list,
+                                description="carrier codes to look up (empty: every carrier)")
+    cache_size: int = Field(default=50_000, ge=0, le=10_000_000, description="answers kept (LRU)")
+    cache_ttl_s: float = Field(default=600, ge=0, le=86_400, description="how long a found answer is kept")
+    negative_ttl_s: float = Field(default=60, ge=0, le=86_400, description="how long a 'not known' is kept")
+    workers: int = Field(default=4, ge=1, le=64, description="queries in flight at once")
+    max_pending: int = Field(default=1000, ge=1, le=100_000, description="queued queries beyond which reads are dropped")
+    breaker_failures: int = Field(default=5, ge=1, le=1000,
+                                  description="consecutive failures (timeouts, errors) that open the circuit")
+    breaker_cooldown_s: float = Field(default=10, ge=0.1, le=3600,
+                                      description="no query while the circuit is open; then one trial query")
+    token_env: str | None = Field(default=None, description="environment variable holding a bearer token")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("lookup url must start with http:// or https://")
+        if "{waybill}" not in v:
+            raise ValueError("lookup url must contain {waybill}")
+        try:
+            v.format(waybill="X", carrier="Y")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"lookup url: only {{waybill}} and {{carrier}} may be used ({exc})") from None
+        return v
+
+    @field_validator("carriers")
+    @classmethod
+    def _carriers(cls, v: list[str]) -> list[str]:
+        return [c.strip().upper() for c in v]
+
+
+class RoutingConfig(Strict):
+    routes: Path = Field(description="route table (YAML, or CSV): rules -> chutes")
+    manifest: Path = Field(description="SQLite manifest database (waybill -> town / sort code / address)")
+    towns: Path | None = Field(default=None, description="gazetteer (towns.yaml); default: the towns the rules name")
+    carriers: Path | None = Field(default=None, description="carriers' waybill formats (carriers.yaml); default: built in")
+    lookup: LookupConfig | None = Field(default=None, description="real-time lookup of waybills not in the manifest")
+
+    def resolve(self, base: Path) -> "RoutingConfig":
+        """The same with every relative path made relative to `base` (the line file's folder)."""
+        upd = {k: base / getattr(self, k) for k in ("routes", "manifest", "towns", "carriers")
+               if getattr(self, k) is not None}
+        return self.model_copy(update=upd)

@@ -1,0 +1,135 @@
+"""Config of the cameras (and code readers) over the belt.
+
+A camera's ``source`` says where its frames (or reads) come from; its kind follows from the spec
+(see :func:`vision.sources.source_kind`):
+
+=====================================  ==========================================================
+``sim://NAME``                          the simulated line's camera NAME (``sorter sim``)
+``tcp://HOST:PORT/NAME``                a frame server speaking the simulated cameras' protocol
+``0``, ``usb:1``                        a USB camera by device index (OpenCV)
+``rtsp://…``, ``http://…``              an IP camera stream (OpenCV / FFmpeg)
+``/path/video.mp4`` ``file:PATH``       a video file, replayed (``?fps=10&loop=1``)
+``/path/folder``                        a folder of images, replayed in name order
+``serial:/dev/ttyUSB0?baud=115200``     a fixed-mount code reader sending its reads as text lines
+``reader://HOST:PORT``                  the same over TCP
+=====================================  ==========================================================
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from sorter.controller.config.base import Strict
+
+SYMBOLOGIES = ("code128", "code39", "itf", "ean13", "upca", "qrcode", "datamatrix", "pdf417")
+Symbology = Literal["code128", "code39", "itf", "ean13", "upca", "qrcode", "datamatrix", "pdf417"]
+Engine = Literal["zbar", "zxing"]
+
+
+class CameraProperties(Strict):
+    """Asked of the camera where OpenCV supports it; what the camera accepted is reported in its
+    health (``properties``: asked / got per property)."""
+
+    width: int | None = Field(default=None, ge=16, le=10_000)
+    height: int | None = Field(default=None, ge=16, le=10_000)
+    fps: float | None = Field(default=None, gt=0, le=1000)
+    exposure: float | None = Field(default=None, description="driver units (V4L2: 100 µs steps; <0: log2 s)")
+    auto_exposure: bool | None = None
+    gain: float | None = None
+    focus: float | None = None
+    autofocus: bool | None = None
+    fourcc: str | None = Field(default=None, pattern=r"^[A-Za-z0-9 ]{4}$", description="e.g. MJPG, YUYV")
+    buffer_size: int | None = Field(default=None, ge=1, le=64)
+
+
+class CameraConfig(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    source: str = Field(min_length=1, max_length=500,
+                        description="sim://NAME, usb:N or N, rtsp://…, http://…, a video file, a folder of "
+                                    "images, serial:/dev/ttyUSB0?baud=115200, reader://HOST:PORT")
+    position_mm: float = Field(ge=0, le=100_000, description="belt position at the centre of the view")
+    view_mm: float = Field(default=300, gt=0, le=5000,
+                           description="length of belt the camera sees along the travel: a parcel is out of "
+                                       "view once its tail is half this past position_mm")
+    symbologies: list[Symbology] = Field(default_factory=lambda: list(SYMBOLOGIES))
+    engines: list[Engine] = Field(default_factory=lambda: ["zbar", "zxing"], min_length=1,
+                                  description="decoding engines, in order: zxing retries what zbar missed "
+                                              "and reads Data Matrix / PDF417")
+    nice: int = Field(default=10, ge=0, le=19, description="decoders yield the CPU to the timing loop")
+    max_frame_age_ms: float = Field(default=800, ge=10, le=60_000,
+                                    description="a frame older than this when its turn comes is dropped: "
+                                                "its parcel is past deciding, and decoding it would only delay the next")
+    properties: CameraProperties = CameraProperties()
+    calibration: Path | None = Field(default=None, description="pixel -> belt mm calibration (tools/calibrate.py "
+                                     "writes it); default calibration/NAME.json next to the config, if present")
+    read_rate_floor: float = Field(default=0.95, ge=0, le=1, description="alarm when the read rate over the "
+                                   "last read_rate_window parcels falls below this")
+    read_rate_window: int = Field(default=200, ge=10, le=100_000)
+    stall_s: float = Field(default=5.0, ge=0.5, le=600, description="a free-running camera that delivers no frame "
+                                                                     "for this long is reopened")
+    ring_mb: float = Field(default=96, ge=4, le=4096, description="shared-memory frame ring (hand-off + the "
+                                                                  "recent frames kept for no-read images)")
+    noread_dir: Path | None = Field(default=None, description="where no-read frames are kept "
+                                    "(default: noreads/ next to the records database)")
+    noread_max_mb: float = Field(default=500, ge=1, le=1_000_000, description="oldest no-read images are deleted beyond this")
+    reader_symbology: Symbology = Field(default="code128", description="code readers: symbology of a line "
+                                        "without an AIM identifier (]C0 …)")
+
+    @model_validator(mode="after")
+    def _source_is_known(self) -> "CameraConfig":
+        from sorter.vision.sources import source_kind
+
+        source_kind(self.source)  # raises ValueError naming the problem
+        return self
+
+    def resolved(self, base: Path) -> "CameraConfig":
+        """Paths made relative to the config file's folder ``base``; the default calibration file
+        (``calibration/NAME.json`` next to the config) is used when it exists."""
+        upd: dict = {}
+        if self.calibration is not None:
+            upd["calibration"] = base / self.calibration
+        elif (base / "calibration" / f"{self.name}.json").exists():
+            upd["calibration"] = base / "calibration" / f"{self.name}.json"
+        if self.noread_dir is not None:
+            upd["noread_dir"] = base / self.noread_dir
+        kind = None
+        try:
+            from sorter.vision.sources import source_kind
+            kind = source_kind(self.source)
+        except ValueError:
+            pass
+        if kind in ("video", "folder") and not Path(self.source.removeprefix("file:").split("?")[0]).is_absolute():
+            path, _, query = self.source.removeprefix("file:").partition("?")
+            upd["source"] = str(base / path) + (f"?{query}" if query else "")
+        return self.model_copy(update=upd) if upd else self
+
+
+def verify_cameras(cfg) -> list[tuple[str, str]]:
+    """Checks of the cameras against the line: (key path, problem) pairs."""
+    from sorter.vision.sources import source_kind
+
+    problems: list[tuple[str, str]] = []
+    zone = cfg.line.scan_zone
+    for i, cam in enumerate(cfg.cameras):
+        if not zone.start_mm <= cam.position_mm <= zone.end_mm:
+            problems.append((f"cameras.{i}.position_mm", f"{cam.position_mm} is outside the scan zone"))
+        kind = source_kind(cam.source)
+        if kind in ("serial", "reader") and cam.properties != CameraProperties():
+            problems.append((f"cameras.{i}.properties", "a code reader has no camera properties to set"))
+        if cam.calibration is not None and cam.calibration.is_absolute() and not cam.calibration.exists():
+            problems.append((f"cameras.{i}.calibration", f"{cam.calibration} does not exist"))
+    names = [c.name for c in cfg.cameras]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(("cameras", f"camera {dup!r} is defined twice"))
+    return problems
+
+
+def noread_dir(cfg, cam: CameraConfig | None = None) -> Path:
+    """Where a camera's no-read frames are kept: ``cameras[].noread_dir`` or ``noreads/`` next to the
+    records database (the service passes it to the worker as ``keep_dir``; the API lists it)."""
+    if cam is not None and cam.noread_dir is not None:
+        return Path(cam.noread_dir)
+    return Path(cfg.records.database).parent / "noreads"

@@ -1,0 +1,461 @@
+"""The timing process: reads the line's inputs, decides parcels, fires diverters. Nothing else.
+
+It runs alone in its own process (no API, no JSON, no SQLite writes, no threads) on an asyncio loop
+built on select(), whose timers have microsecond resolution (epoll rounds waits up to whole
+milliseconds). Messages to and from the service process go over one pipe, pickled.
+
+Each turn of the loop does exactly one I/O request, chosen by urgency: a diverter output that falls
+due within the next poll (waited for to the microsecond), else a heartbeat or a signal-tower write
+that is due, else one poll of every input.
+
+Fail safe:
+- every diverter output has a maximum on-time (controller/outputs.py);
+- a heartbeat register is written every `plc.heartbeat.period_ms`: the PLC or relay board drops its
+  outputs and stops induction when it stops (the PC died, the link is gone);
+- a lost link raises `plc_link`, sends every parcel in flight to reject (`fault`), and reconnects
+  with backoff (reconnect_min_s doubling to reconnect_max_s); the line recovers without a restart;
+- a write that got no answer leaves the output's state unknown: it is switched off, read back, and
+  the parcels of that window go to reject (`fault`);
+- `shutdown(reason)` is the one path to the safe state: parcels in flight to reject, every output
+  off, induction disabled, tower red.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import pickle
+import selectors
+import time
+from bisect import bisect_right
+from multiprocessing.connection import Connection
+
+from sorter.controller.service.alarms import Alarms
+from sorter.controller.config.line import Config
+from sorter.controller.routing.router import RouteDecision, Router
+from sorter.controller.timing.tracker import Read, Tracker
+from sorter.controller.timing.latch import PlcTracker
+from sorter.plc.line_io import DeviceRefused, LinkDown, NoAnswer, open_line_io
+
+log = logging.getLogger("sorter.timing")
+STATUS_EVERY_S = 0.25
+# fire timing error histogram (ms): bucket i counts errors in [EDGES[i-1], EDGES[i])
+FIRE_HIST_EDGES = (-5.0, -2.0, -1.0, -0.5, -0.2, 0.0, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+def request_realtime() -> str:
+    """Ask for SCHED_FIFO (granted under systemd's CPUSchedulingPolicy or CAP_SYS_NICE)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(20))
+        return "fifo"
+    except (PermissionError, OSError, AttributeError):
+        return "normal"
+
+
+def test_mode_decide(cfg: Config, decide):
+    """Commissioning: every parcel to plc.test_chute (fixed) or to each diverter chute in turn
+    (round_robin), whatever its reads; the record says so."""
+    mode = cfg.plc.test_mode
+    if mode == "off":
+        return decide
+    chutes = [c.id for c in cfg.line.chutes if c.diverter]
+    turn = itertools.cycle(chutes)
+
+    def decide_test(reads, available=lambda c: True):
+        d = decide(reads, available)
+        chute = cfg.plc.test_chute if mode == "fixed" else next(turn)
+        if not available(chute):
+            return RouteDecision("chute_unavailable", None, d.waybill, d.carrier, d.destination,
+                                 f"test mode {mode}: {chute} is full or disabled", f"test:{mode}")
+        return RouteDecision("sorted", chute, d.waybill, d.carrier, d.destination,
+                             f"test mode {mode}: sent to {chute}", f"test:{mode}")
+    return decide_test
+
+
+class FireHistogram:
+    def __init__(self):
+        self.counts = [0] * (len(FIRE_HIST_EDGES) + 1)
+        self.n = 0
+
+    def add(self, err_ms: float) -> None:
+        self.counts[bisect_right(FIRE_HIST_EDGES, err_ms)] += 1
+        self.n += 1
+
+    def snapshot(self) -> dict:
+        return {"edges_ms": list(FIRE_HIST_EDGES), "counts": list(self.counts), "n": self.n}
+
+
+class TimingLoop:
+    tracker_cls = PlcTracker  # plc/mailbox.py: MailboxLoop uses its own for plc_tracking
+
+    def __init__(self, cfg: Config, conn: Connection | None, run_id: str, plc_url: str | None = None,
+                 tracker: Tracker | None = None):
+        self.cfg, self.conn = cfg, conn
+        self.plc = cfg.plc
+        self.url = plc_url or cfg.plc.url
+        self.io = open_line_io(cfg, self.url)
+        self.router = None
+        if tracker is None:
+            self.router = Router.from_config(cfg)
+            tracker = self.tracker_cls(cfg, test_mode_decide(cfg, self.router.decide), self._emit_record, run_id)
+            if cfg.plc.latch:
+                tracker.setup_latch(cfg.plc.latch)
+        self.tracker = tracker
+        self.tracker.outputs.max_late_s = cfg.plc.max_late_ms / 1000
+        self.latched = isinstance(tracker, PlcTracker) and tracker.latch is not None
+        self.alarms = Alarms()
+        self.period = 1.0 / cfg.plc.poll_hz
+        self.stop = False
+        self.rtt = 0.0003      # a write's round trip (moving average)
+        self.poll_s = 0.0006   # one poll of every input (moving average)
+        self.policy = "normal"
+        self.outbox: list[tuple] = []
+        self.polls = 0
+        self.fires = FireHistogram()
+        self.safe_reason: str | None = "starting"
+        self.values: dict[str, int] = {}
+        self.hb_value = 0
+        self.hb_next = 0.0
+        self.hb_period = cfg.plc.heartbeat.period_ms / 1000 if cfg.plc.heartbeat else None
+        self.aux: dict[str, int] = {}  # low-priority writes pending: signal -> value (tower, induct enable)
+        self.tower_state: str | None = None
+        self.induct_state: int | None = None
+        self.link_losses = 0
+        self.write_faults = 0
+        self.estop_ok: bool | None = None
+        self.running: bool | None = None
+
+    # ---------------------------------------------------------------- messages
+    def _emit_record(self, rec: dict) -> None:
+        self.outbox.append(("record", rec))
+
+    def _flush(self) -> None:
+        if self.outbox and self.conn is not None:
+            try:
+                self.conn.send_bytes(pickle.dumps(self.outbox, protocol=pickle.HIGHEST_PROTOCOL))
+            except (BrokenPipeError, OSError):
+                self.stop = True
+        self.outbox = []
+
+    def _on_message(self) -> None:
+        try:
+            while self.conn.poll():
+                for msg in pickle.loads(self.conn.recv_bytes()):
+                    self._handle(msg)
+        except (EOFError, OSError):
+            self.stop = True
+
+    def _handle(self, msg: tuple) -> None:
+        kind = msg[0]
+        if kind == "read":
+            _, camera, capture_mono, symbology, text, offset_mm = msg
+            self.tracker.add_read(Read(camera, symbology, text, capture_mono, offset_mm))
+        elif kind == "watermark":
+            self.tracker.camera_caught_up(msg[1], msg[2])
+        elif kind == "chute_enabled":
+            _, chute, enabled = msg
+            (self.tracker.disabled.discard if enabled else self.tracker.disabled.add)(chute)
+        elif kind == "pause":
+            self.tracker.paused = bool(msg[1])
+        elif kind == "routing_state" and self.router is not None:
+            # the service process parsed and validated the files; here the new table is only swapped in
+            self.router.install(msg[1])
+        elif kind == "stop":
+            self.stop = True
+
+    def _status(self) -> dict:
+        t = self.tracker
+        plc = self.io.status()
+        plc["url"] = self.url
+        return {
+            "plc": plc,
+            "belt_speed_mps": round(t.clock.speed_mm_s / 1000, 3) if t.clock.last_mono else None,
+            "tracked": len(t.parcels), "outputs_on": t.outputs.outputs_on(),
+            "counters": dict(t.counters, polls=self.polls, link_losses=self.link_losses,
+                             write_faults=self.write_faults),
+            "alarms": self.alarms.list(),
+            "full": {c.id: bool(c.full_signal and t.bits.get(c.full_signal)) for c in self.cfg.line.chutes},
+            "disabled": sorted(t.disabled), "paused": t.paused, "policy": self.policy,
+            "routing_version": self.router.version if self.router else "",
+            # for plc/api_plc.py (GET /api/io): the live I/O and the fire timing histogram
+            "io": {"mode": self.plc.mode, "test_mode": self.plc.test_mode, "inputs": dict(self.values),
+                   "safe_reason": self.safe_reason, "latch": self.latched, "rtt_ms": round(self.rtt * 1000, 3),
+                   "heartbeat": self.hb_value if self.hb_period else None, "tower": self.tower_state,
+                   "fire_hist": self.fires.snapshot()},
+        }
+
+    # ---------------------------------------------------------------- the loop
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.conn is not None:
+            loop.add_reader(self.conn.fileno(), self._on_message)
+        self.policy = request_realtime()
+        backoff = self.plc.reconnect_min_s
+        next_status = 0.0
+        self.outbox.append(("hello", {"policy": self.policy, "pid": os.getpid()}))
+        self._flush()
+        linked = False  # still connected after the last cycle
+        while not self.stop:
+            if linked and not self.io.connected:
+                # the transport saw the connection close between two cycles, before any call
+                # could raise LinkDown: the same loss, handled the same way
+                self._link_lost(LinkDown(f"{self.url}: connection closed"))
+            linked = False
+            if not self.io.connected:
+                if await self.io.connect():
+                    log.info("connected to the line's I/O at %s", self.url)
+                    self.alarms.clear("plc_link")
+                    backoff = self.plc.reconnect_min_s
+                    self.tracker.bits_mono = None
+                    if await self._safe_outputs():
+                        self.safe_reason = None
+                        self.hb_next = 0.0
+                        self._set_tower()
+                    else:
+                        self.io.close()
+                        continue
+                else:
+                    self.alarms.raise_("plc_link", f"no connection to the line's I/O at {self.url}; "
+                                                   f"retrying every {backoff:.1f} s")
+                    self.outbox.append(("status", self._status()))
+                    self._flush()
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self.plc.reconnect_max_s)
+                    continue
+            try:
+                await self._cycle()
+            except LinkDown as exc:  # NoAnswer on a poll too: the link is not trustworthy
+                self._link_lost(exc)
+            except DeviceRefused as exc:
+                self.alarms.raise_("plc_refused", f"the device refused a request: {exc}")
+            linked = self.io.connected
+            now = time.monotonic()
+            if now >= next_status:
+                next_status = now + STATUS_EVERY_S
+                self.outbox.append(("status", self._status()))
+            self._flush()
+        await self.shutdown("controller stopped")
+        self._flush()
+        self.io.close()
+
+    def _link_lost(self, exc: Exception) -> None:
+        log.warning("line I/O lost: %s", exc)
+        self.link_losses += 1
+        self.alarms.raise_("plc_link", f"lost the line's I/O ({exc}); parcels in flight go to reject; reconnecting")
+        self.safe_reason = f"link lost: {exc}"
+        self.tracker.fault_all(f"PLC link lost: {exc}")
+        self.io.close()
+
+    async def shutdown(self, reason: str) -> bool:
+        """The one path to the safe state: parcels in flight to reject (fault), every output off,
+        induction disabled, tower red. The heartbeat stops with the loop, so the PLC's watchdog
+        holds the line safe even if these writes cannot be made. Returns False when the link
+        failed on the way."""
+        log.warning("safe state: %s", reason)
+        self.safe_reason = reason
+        self.tracker.fault_all(reason)
+        return await self._safe_outputs(tower="red")
+
+    async def _safe_outputs(self, tower: str | None = "red") -> bool:
+        """Every diverter output off (and induction off, tower to `tower`) — on (re)connect too."""
+        self.tracker.outputs.clear()
+        if not self.io.connected:
+            return False
+        sigs = self._safe_signals()
+        for sig in sigs:
+            try:
+                await self.io.write(sig, False)
+            except DeviceRefused as exc:
+                # the link works; the device will not take this output: alarm, and every parcel
+                # planned on it becomes a fault when its switch-on is refused too
+                self.alarms.raise_("plc_refused", f"cannot switch {sig} off: {exc}")
+            except LinkDown:
+                return False
+        if self.plc.induct_enable:
+            self.induct_state = 0
+        if tower:
+            self._set_tower(tower)
+            while self.aux:  # the safe state is written now, not when the loop finds time
+                sig, value = self.aux.popitem()
+                try:
+                    await self.io.write_register(sig, value)
+                except DeviceRefused as exc:
+                    self.alarms.raise_("plc_refused", f"cannot write {sig}: {exc}")
+                except LinkDown:
+                    return False
+        return True
+
+    def _safe_signals(self) -> list[str]:
+        """The outputs `_safe_outputs` switches off: every diverter output and induction enable."""
+        sigs = [s for d in self.cfg.line.diverters for s in d.outputs.values()]
+        if self.plc.induct_enable:
+            sigs.append(self.plc.induct_enable)
+        return sigs
+
+    # ---------------------------------------------------------------- tower & aux writes
+    def _set_tower(self, state: str | None = None) -> None:
+        t = self.plc.tower
+        if state is None:
+            if self.safe_reason is not None:
+                state = "red"
+            elif self.alarms.active:
+                state = "amber"
+            else:
+                state = "green"
+        if self.plc.induct_enable:
+            want = int(self.safe_reason is None)
+            if self.induct_state != want:
+                self.aux[self.plc.induct_enable] = want
+                self.induct_state = want
+        if t is None or state == self.tower_state:
+            return
+        self.tower_state = state
+        for colour in ("green", "amber", "red"):
+            sig = getattr(t, colour)
+            if sig:
+                self.aux[sig] = int(colour == state)
+        if t.buzzer:
+            self.aux[t.buzzer] = int(state == "red")
+
+    def _check_line_inputs(self, values: dict[str, int]) -> bool:
+        """E-stop and run/stop. Returns False when the line just went to the safe state."""
+        p = self.plc
+        if p.estop_signal:
+            ok = bool(values.get(p.estop_signal))
+            if ok != self.estop_ok:
+                self.estop_ok = ok
+                if not ok:
+                    self.alarms.raise_("estop", "emergency stop: parcels in flight go to reject")
+                    return False
+                self.alarms.clear("estop")
+        if p.run_signal:
+            running = bool(values.get(p.run_signal))
+            if running != self.running:
+                was = self.running
+                self.running = running
+                if not running and was:
+                    self.alarms.raise_("belt_stopped", "the belt stopped with parcels possibly in flight")
+                    return False
+                if running:
+                    self.alarms.clear("belt_stopped")
+        return True
+
+    # ---------------------------------------------------------------- one turn
+    async def _cycle(self) -> None:
+        t_start = time.monotonic()
+        out = self.tracker.outputs
+        a = out.next_action()
+        # a write that falls due while a poll is in flight would wait a round trip: skip the poll
+        if a is not None and a.due_mono - t_start < self.period + self.poll_s + self.rtt:
+            if out.too_late(a, t_start):
+                self.tracker.settle_cancelled()
+                return
+            await self._fire(a)
+            return
+        busy_until = a.due_mono - self.poll_s - self.rtt - self.period if a is not None else float("inf")
+        if self.hb_period is not None and t_start >= self.hb_next and busy_until > t_start:
+            self.hb_next = t_start + self.hb_period
+            self.hb_value = (self.hb_value + 1) & 0xFFFF
+            await self.io.write_register(self.plc.heartbeat.signal, self.hb_value)
+            return
+        if self.aux and busy_until > t_start:
+            sig, value = self.aux.popitem()
+            try:
+                await self.io.write_register(sig, value)
+            except DeviceRefused as exc:
+                self.alarms.raise_("plc_refused", f"cannot write {sig}: {exc}")
+            return
+        values = await self.io.read_inputs()
+        self.poll_s = 0.9 * self.poll_s + 0.1 * (time.monotonic() - t_start)
+        self.polls += 1
+        self.values = values
+        s = self.io.sample_mono
+        if not self._check_line_inputs(values):
+            await self.shutdown(self.alarms.list()[-1]["text"])
+            self.safe_reason = None  # parcels from now on are sorted again once the belt moves
+            self._set_tower("amber")
+        if self.latched:
+            self.tracker.on_latch(values)
+        self.tracker.on_inputs(s.get("discrete_input", time.monotonic()), values,
+                               s.get("input_register", s.get("holding_register")))
+        if self.latched:
+            self.tracker.after_poll()
+        self.tracker.settle_cancelled()
+        if self.plc.tower or self.plc.induct_enable:
+            self._set_tower()
+        wait = t_start + self.period - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def _fire(self, a) -> None:
+        lead = self.io.write_lead_s(a.signal, self.rtt)
+        delay = a.due_mono - time.monotonic() - lead
+        if delay > 0:
+            await asyncio.sleep(delay)
+        t0 = time.monotonic()
+        try:
+            await self.io.write(a.signal, a.state)
+        except NoAnswer as exc:
+            await self._write_unknown(a, exc)
+            return
+        except DeviceRefused as exc:
+            self.alarms.raise_("plc_refused", f"{a.signal}: {exc}")
+            self._reject_window(a.signal, "fault", f"the device refused to switch {a.signal}: {exc}")
+            return
+        t1 = time.monotonic()
+        self.rtt = 0.9 * self.rtt + 0.1 * (t1 - t0)
+        if self.io.io[a.signal].table == "relay" or self.io.kind == "rtu":
+            applied = t0 + lead
+        else:
+            applied = (t0 + t1) / 2
+        if a.state:
+            self.fires.add((applied - a.due_mono) * 1000)
+        self.tracker.output_done(a, applied)
+
+    async def _write_unknown(self, a, exc: Exception) -> None:
+        """No answer to a write: the output may or may not have switched. Switch it off, read it
+        back, and send the window's parcels to reject. If that fails too, the link is lost."""
+        self.write_faults += 1
+        log.warning("%s: write got no answer (%s); state unknown", a.signal, exc)
+        self.alarms.raise_("plc_write", f"{a.signal}: a write got no answer; parcels sent to reject")
+        self._reject_window(a.signal, "fault", f"no answer to the write of {a.signal}: output state unknown")
+        for _attempt in range(2):
+            try:
+                if not await self.io.resync(a.signal):
+                    break
+                await self.io.write(a.signal, False)
+                if self.io.io[a.signal].table == "relay" and not self.io.boards[self.io.io[a.signal].board].cfg.query:
+                    return
+                if await self.io.read(a.signal) == 0:
+                    return
+            except NoAnswer:
+                continue
+        raise LinkDown(f"{a.signal}: no answer to writes or read-back; output state unknown")
+
+    def _reject_window(self, signal: str, outcome: str, reason: str) -> None:
+        """Drop the first window of `signal`; its parcels go to the reject chute with `outcome`."""
+        wins = self.tracker.outputs.windows[signal]
+        if not wins:
+            return
+        w = wins.pop(0)
+        for p in self.tracker.parcels:
+            if p.pid in w.pids and p.state == "travelling" and (p.outcome is None or p.outcome == "sorted"):
+                p.outcome, p.reason, p.chute = outcome, reason, None
+                self.tracker._expect_reject(p)  # see the note to the lead: a public Tracker.reject()
+
+
+def timing_main(cfg: Config, conn: Connection, run_id: str, plc_url: str | None = None) -> None:
+    """Entry point of the timing process (spawned)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s timing %(levelname)s %(message)s")
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # link errors are reported as alarms
+    loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
+    asyncio.set_event_loop(loop)
+    try:
+        cls = TimingLoop
+        if cfg.plc.mode == "plc_tracking":  # the PLC tracks parcels; the PC answers in a mailbox
+            from sorter.controller.timing.mailbox import MailboxLoop as cls
+        loop.run_until_complete(cls(cfg, conn, run_id, plc_url).run())
+    finally:
+        loop.close()
