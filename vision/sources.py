@@ -30,9 +30,10 @@ from urllib.parse import parse_qs, urlparse
 import cv2
 import numpy as np
 
+from sorter.controller.config.sources import VIDEO_SUFFIXES, source_kind, split_spec
+
 HEADER = struct.Struct("!4sdII")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".webp"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mjpg", ".mjpeg", ".webm", ".ts"}
 KINDS = ("sim", "usb", "stream", "video", "folder", "serial", "reader")
 
 Alloc = Callable[[int, int], np.ndarray] | None
@@ -60,40 +61,6 @@ class Reads:
 
     codes: list[tuple[str, str]] = field(default_factory=list)
     noread: int = 0
-
-
-def _split(spec: str) -> tuple[str, dict[str, str]]:
-    base, _, query = spec.partition("?")
-    return base, {k: v[-1] for k, v in parse_qs(query).items()}
-
-
-def source_kind(spec: str) -> str:
-    """The kind of a source spec; ValueError for a spec that cannot be a source."""
-    s = spec.strip()
-    if not s:
-        raise ValueError("empty camera source")
-    low = s.lower()
-    if low.startswith(("sim://", "tcp://")):
-        return "sim"
-    if low.startswith(("rtsp://", "rtsps://", "http://", "https://")):
-        return "stream"
-    if low.startswith("serial:"):
-        return "serial"
-    if low.startswith("reader://"):
-        return "reader"
-    if low.startswith("usb:") or s.isdigit():
-        idx = s[4:] if low.startswith("usb:") else s
-        if not idx.isdigit() or int(idx) > 63:
-            raise ValueError(f"camera source {spec!r}: a USB camera is usb:N with N a device index 0-63")
-        return "usb"
-    if "://" in s:
-        raise ValueError(f"camera source {spec!r}: unknown scheme (sim, tcp, rtsp, http(s), serial, reader, usb, file)")
-    path = Path(_split(s.removeprefix("file:"))[0])
-    if path.suffix.lower() in VIDEO_SUFFIXES or low.startswith("file:"):
-        return "video"
-    if path.suffix == "":
-        return "folder"
-    raise ValueError(f"camera source {spec!r}: not a video file ({', '.join(sorted(VIDEO_SUFFIXES))}) nor a folder")
 
 
 # ---------------------------------------------------------------------------------------------- sim
@@ -243,7 +210,7 @@ class OpenCVSource:
     def __init__(self, spec: str, properties: dict | None = None):
         self.spec = spec
         self.kind = source_kind(spec)
-        base, self.opts = _split(spec)
+        base, self.opts = split_spec(spec)
         if self.kind == "usb":
             self.target: int | str = int(base.removeprefix("usb:"))
         elif self.kind == "video":
@@ -425,7 +392,7 @@ class SerialReaderSource(_LineReader):
     kind = "serial"
 
     def __init__(self, spec: str, symbology: str = "code128", idle_s: float = 0.1):
-        base, opts = _split(spec)
+        base, opts = split_spec(spec)
         super().__init__(opts.get("symbology", symbology), idle_s)
         self.device = base.removeprefix("serial:").removeprefix("//")
         self.baud = int(opts.get("baud", 115200))
@@ -466,7 +433,7 @@ class TcpReaderSource(_LineReader):
     kind = "reader"
 
     def __init__(self, spec: str, symbology: str = "code128", idle_s: float = 0.1, timeout_s: float = 5.0):
-        base, opts = _split(spec)
+        base, opts = split_spec(spec)
         super().__init__(opts.get("symbology", symbology), idle_s)
         u = urlparse(base)
         self.addr = (u.hostname or "127.0.0.1", u.port or 0)
@@ -506,7 +473,7 @@ def open_source(spec: str, properties: dict | None = None, reader_symbology: str
             raise SourceError(f"{spec}: the simulated cameras exist only under `sorter sim`")
         return SimCameraSource(spec)
     if kind == "folder":
-        base, opts = _split(spec)
+        base, opts = split_spec(spec)
         return FolderSource(base, fps=float(opts.get("fps", 10.0)), loop=opts.get("loop", "0") not in ("0", ""))
     if kind == "serial":
         return SerialReaderSource(spec, reader_symbology)

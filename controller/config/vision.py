@@ -1,7 +1,7 @@
 """Config of the cameras (and code readers) over the belt.
 
 A camera's ``source`` says where its frames (or reads) come from; its kind follows from the spec
-(see :func:`vision.sources.source_kind`):
+(see :func:`sorter.controller.config.sources.source_kind`):
 
 =====================================  ==========================================================
 ``sim://NAME``                          the simulated line's camera NAME (``sorter sim``)
@@ -80,7 +80,7 @@ class CameraConfig(Strict):
 
     @model_validator(mode="after")
     def _source_is_known(self) -> "CameraConfig":
-        from sorter.vision.sources import source_kind
+        from sorter.controller.config.sources import source_kind
 
         source_kind(self.source)  # raises ValueError naming the problem
         return self
@@ -97,7 +97,7 @@ class CameraConfig(Strict):
             upd["noread_dir"] = base / self.noread_dir
         kind = None
         try:
-            from sorter.vision.sources import source_kind
+            from sorter.controller.config.sources import source_kind
             kind = source_kind(self.source)
         except ValueError:
             pass
@@ -109,7 +109,7 @@ class CameraConfig(Strict):
 
 def verify_cameras(cfg) -> list[tuple[str, str]]:
     """Checks of the cameras against the line: (key path, problem) pairs."""
-    from sorter.vision.sources import source_kind
+    from sorter.controller.config.sources import source_kind
 
     problems: list[tuple[str, str]] = []
     zone = cfg.line.scan_zone

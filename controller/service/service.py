@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sorter.controller.service.alarms import Alarms
+from sorter.controller.timing.alarms import Alarms
 from sorter.controller.config.line import Config
 from sorter.controller.records.store import RecordStore, RecordWriter
 from sorter.controller.routing.router import Router

@@ -32,7 +32,7 @@ import time
 from bisect import bisect_right
 from multiprocessing.connection import Connection
 
-from sorter.controller.service.alarms import Alarms
+from sorter.controller.timing.alarms import Alarms
 from sorter.controller.config.line import Config
 from sorter.controller.routing.router import RouteDecision, Router
 from sorter.controller.timing.tracker import Read, Tracker
