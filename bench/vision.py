@@ -254,8 +254,8 @@ def latest_health(q, health: dict) -> dict:
     try:
         while True:
             m = q.get_nowait()
-            if m[0] == "health":
-                health = m[2]
+            if type(m).__name__ == "CameraHealthReport":
+                health = m.health
     except queue.Empty:
         return health
 

@@ -20,6 +20,7 @@ from sorter.vision.geometry import from_two_points
 from sorter.vision.labels import LabelSpec, render_frame, render_label
 from sorter.vision.ring import FrameRing, read_latest
 from sorter.vision.worker import camera_main
+from sorter.messages import (CameraDown, CameraHealthReport, CameraIdle, CameraUp, FrameReads, KeepFrames)
 
 CTX = mp.get_context("spawn")
 
@@ -33,7 +34,7 @@ def start(source: str, tmp: Path, **cfg_kw):
     return p, out_q, cmd_q
 
 
-def wait_for(q, kind: str, timeout: float = 20.0, pred=lambda m: True):
+def wait_for(q, kind: type, timeout: float = 20.0, pred=lambda m: True):
     end = time.monotonic() + timeout
     seen = []
     while time.monotonic() < end:
@@ -41,10 +42,10 @@ def wait_for(q, kind: str, timeout: float = 20.0, pred=lambda m: True):
             m = q.get(timeout=0.2)
         except queue.Empty:
             continue
-        seen.append(m[0])
-        if m[0] == kind and pred(m):
+        seen.append(type(m).__name__)
+        if type(m) is kind and pred(m):
             return m
-    raise AssertionError(f"no {kind!r} within {timeout} s; saw {seen[-20:]}")
+    raise AssertionError(f"no {kind.__name__} within {timeout} s; saw {seen[-20:]}")
 
 
 def frame_with(waybill: str | None, seed: int, angle: float = 0) -> np.ndarray:
@@ -70,12 +71,12 @@ def test_sim_camera_worker_reads_offsets_noread_images_and_health(tmp_path):
     server = FrameServer()
     p, out_q, cmd_q = start(f"tcp://127.0.0.1:{server.port}/top", tmp_path)
     try:
-        wait_for(out_q, "camera_up")
+        wait_for(out_q, CameraUp)
         connected(server)
         t1 = time.monotonic()
         server.send("top", t1, frame_with("SF1234567890123", 1, angle=30))
-        m = wait_for(out_q, "frame")
-        _, name, t_cap, ms, shape, codes, dropped, watermark = m
+        m = wait_for(out_q, FrameReads)
+        name, t_cap, ms, shape, codes, dropped, watermark = m
         assert name == "top" and t_cap == t1 and shape == (768, 1024) and watermark >= t_cap
         sym, text, poly, offset = codes[0]
         assert (sym, text) == ("code128", "SF1234567890123")
@@ -84,13 +85,13 @@ def test_sim_camera_worker_reads_offsets_noread_images_and_health(tmp_path):
         # an empty frame: a parcel whose label is face down -> the service asks to keep its frames
         t2 = time.monotonic()
         server.send("top", t2, frame_with(None, 2))
-        assert wait_for(out_q, "frame")[5] == []
+        assert wait_for(out_q, FrameReads).codes == []
         # the camera's heartbeat says nothing captured before it is still to come: the worker,
         # caught up, passes that on as its watermark
         server.beat(t2 + 0.001)
-        wait_for(out_q, "idle", pred=lambda m: m[2] == t2 + 0.001)
-        cmd_q.put(("keep", "run1", 42, t2 - 1e-6, t2 + 1e-6))  # exactly the empty frame
-        h = wait_for(out_q, "health", pred=lambda m: m[2]["last_image"] != "")[2]
+        wait_for(out_q, CameraIdle, pred=lambda m: m.mono == t2 + 0.001)
+        cmd_q.put(KeepFrames("run1", 42, t2 - 1e-6, t2 + 1e-6))  # exactly the empty frame
+        h = wait_for(out_q, CameraHealthReport, pred=lambda m: m.health["last_image"] != "").health
         kept = list((tmp_path / "noreads").glob("*.jpg"))
         assert [k.name for k in kept] == ["run1_42_top_0.jpg"] and h["last_image"] == kept[0].name
         assert h["calibrated"] and h["kind"] == "sim" and h["frames"] == 2
@@ -114,8 +115,8 @@ def test_read_rate_below_floor_raises_the_alarm_in_health(tmp_path):
         frames = [frame_with("YT9876543210987", 3), frame_with(None, 4)]
         for k in range(10):  # one at a time: a burst would overflow the 4-frame queue (dropped, counted)
             server.send("top", time.monotonic(), frames[k % 2 if k < 4 else 0])
-            wait_for(out_q, "frame")
-        h = wait_for(out_q, "health", pred=lambda m: m[2]["read_rate_parcels"] == 10)[2]
+            wait_for(out_q, FrameReads)
+        h = wait_for(out_q, CameraHealthReport, pred=lambda m: m.health["read_rate_parcels"] == 10).health
         assert h["read_rate"] == 0.8
         assert h["alarm"].startswith("read rate 80.0% < floor 95%")
     finally:
@@ -131,8 +132,8 @@ def test_worker_killed_and_restarted(tmp_path):
         cv2.imwrite(str(folder / f"{i}.png"), frame_with(f"JT000123456789{i}", 10 + i))
     spec = f"{folder}?fps=20&loop=1"
     p, out_q, _ = start(spec, tmp_path)
-    h = wait_for(out_q, "health", pred=lambda m: m[2]["shm"] != "")[2]
-    assert wait_for(out_q, "frame", pred=lambda m: bool(m[5]))[5][0][1].startswith("JT000123456789")
+    h = wait_for(out_q, CameraHealthReport, pred=lambda m: m.health["shm"] != "").health
+    assert wait_for(out_q, FrameReads, pred=lambda m: bool(m.codes)).codes[0][1].startswith("JT000123456789")
     os.kill(p.pid, signal.SIGKILL)
     p.join(5)
     assert p.exitcode == -signal.SIGKILL
@@ -140,9 +141,9 @@ def test_worker_killed_and_restarted(tmp_path):
     # the service's supervisor starts a new one: it cleans the dead one's ring and reads again
     p2, out_q2, _ = start(spec, tmp_path)
     try:
-        wait_for(out_q2, "camera_up")
-        m = wait_for(out_q2, "frame", pred=lambda m: bool(m[5]))
-        assert m[5][0][1].startswith("JT000123456789")
+        wait_for(out_q2, CameraUp)
+        m = wait_for(out_q2, FrameReads, pred=lambda m: bool(m.codes))
+        assert m.codes[0][1].startswith("JT000123456789")
         assert not Path("/dev/shm", h["shm"]).exists()
     finally:
         p2.terminate()
@@ -156,20 +157,20 @@ def test_code_reader_reopened_with_backoff(tmp_path):
     s.close()  # nobody listens yet
     p, out_q, _ = start(f"reader://127.0.0.1:{port}", tmp_path)
     try:
-        d1 = wait_for(out_q, "camera_down")
-        assert "127.0.0.1" in d1[2]
+        d1 = wait_for(out_q, CameraDown)
+        assert "127.0.0.1" in d1.error
         t_down = time.monotonic()
-        wait_for(out_q, "camera_down")  # retried after the backoff
+        wait_for(out_q, CameraDown)  # retried after the backoff
         assert time.monotonic() - t_down >= 0.3
         srv = socket.create_server(("127.0.0.1", port))
         srv.settimeout(15)
         conn, _ = srv.accept()
-        wait_for(out_q, "camera_up")
+        wait_for(out_q, CameraUp)
         conn.sendall(b"]C0ZT75123456789012\r\n")
-        m = wait_for(out_q, "frame")
-        assert m[5] == [("code128", "ZT75123456789012", (), None)] and m[7] >= m[2]
+        m = wait_for(out_q, FrameReads)
+        assert m.codes == [("code128", "ZT75123456789012", (), None)] and m.watermark >= m.capture_mono
         conn.close()
-        assert "closed" in wait_for(out_q, "camera_down")[2]
+        assert "closed" in wait_for(out_q, CameraDown).error
         srv.close()
     finally:
         p.terminate()

@@ -14,14 +14,12 @@ A source that fails is reopened with backoff (0.5 s doubling to 10 s); a free-ru
 (USB, IP) that stops delivering frames for ``stall_s`` is declared down and reopened, and if its
 driver hangs inside a read the process exits so that the service restarts it.
 
-Messages (``out_q``): ("camera_up", name, source), ("camera_down", name, error),
-("idle", name, mono), ("frame", name, capture_mono, decode_ms, shape, codes, dropped, watermark)
-with codes ``(symbology, text, polygon, offset_mm)`` (offset_mm None when uncalibrated),
-("health", name, dict) about every second.
-Commands (``cmd_q``): ("keep", run_id, parcel_id, mono_lo, mono_hi) keeps the frames of a no-read
-parcel on disk; ("parcel", run_id, parcel_id, mono_lo, mono_hi) tells the worker a parcel passed
-(for reads per parcel and the read rate; without these, each frame of a triggered camera is
-taken as one parcel).
+Messages (``out_q``, types in :mod:`sorter.messages`): CameraUp, CameraDown, CameraIdle, FrameReads
+(codes ``(symbology, text, polygon, offset_mm)``, offset_mm None when uncalibrated), and
+CameraHealthReport about every second.
+Commands (``cmd_q``): KeepFrames keeps the frames of a no-read parcel on disk; ParcelWindow tells
+the worker a parcel passed (for reads per parcel and the read rate; without these, each frame of a
+triggered camera is taken as one parcel).
 """
 
 from __future__ import annotations
@@ -42,6 +40,8 @@ import numpy as np
 from sorter.vision.decode import STATS as _decode_stats
 from sorter.vision.decode import decode
 from sorter.vision.sources import NoFrame, Reads, SourceError, open_source
+from sorter.messages import (CameraDown, CameraHealthReport, CameraIdle, CameraUp, FrameReads, KeepFrames,
+                             ParcelWindow)
 
 log = logging.getLogger("sorter.camera")
 
@@ -56,7 +56,6 @@ def camera_main(name: str, source: str, symbologies: list[str], nice: int, out_q
     ``config``: the camera's :class:`vision.config.CameraConfig` (properties, calibration, engines,
     read-rate floor ...; paths already resolved); ``keep_dir``: where no-read frames go (default:
     ``config.noread_dir``; none: not kept)."""
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s camera {name} %(levelname)s %(message)s")
     try:
         os.nice(nice)
     except OSError:
@@ -176,7 +175,7 @@ class CameraWorker:
                 src.open()
                 self.accepted = getattr(src, "accepted", {})
                 self.state, self.error = "up", ""
-                self.put(("camera_up", self.name, self.source))
+                self.put(CameraUp(self.name, self.source))
                 self.send_health(force=True)
                 if src.kind in ("serial", "reader"):
                     self._run_reader(src)
@@ -190,7 +189,7 @@ class CameraWorker:
 
     def _down(self, error: str) -> None:
         self.state, self.error = "down", error
-        self.put(("camera_down", self.name, error))
+        self.put(CameraDown(self.name, error))
         self.send_health(force=True)
         self.reopens += 1
         end = time.monotonic() + self.backoff
@@ -206,7 +205,7 @@ class CameraWorker:
             try:
                 t, reads = src.read()
             except NoFrame:
-                self.put(("idle", self.name, time.monotonic()))
+                self.put(CameraIdle(self.name, time.monotonic()))
                 continue
             assert isinstance(reads, Reads)
             self.backoff = BACKOFF_MIN
@@ -218,7 +217,7 @@ class CameraWorker:
             self.frame_log.append((t, len(codes)))
             if not self.parcel_msgs:  # one line = one trigger = one parcel
                 self.parcels.append((bool(codes), len(codes)))
-            self.put(("frame", self.name, t, 0.0, None, codes, self.dropped, time.monotonic()))
+            self.put(FrameReads(self.name, t, 0.0, None, codes, self.dropped, time.monotonic()))
 
     def _ensure_ring(self, h: int, w: int):
         from sorter.vision.ring import FrameRing
@@ -275,7 +274,7 @@ class CameraWorker:
                     since = st["in_read_since"]
                     if since is not None and now - since > self.cfg.stall_s + 5:
                         # the driver hangs inside a read: only a new process gets the camera back
-                        self.put(("camera_down", self.name, f"no frame for {now - st['last_frame']:.0f} s; driver hung, restarting"))
+                        self.put(CameraDown(self.name, f"no frame for {now - st['last_frame']:.0f} s; driver hung, restarting"))
                         time.sleep(0.2)
                         os._exit(75)
                     stop.set()
@@ -288,7 +287,7 @@ class CameraWorker:
                     idle = st["idle"]
                     if idle is not None and self.ring is not None and not self.ring.pending():
                         st["idle"] = None
-                        self.put(("idle", self.name, idle))
+                        self.put(CameraIdle(self.name, idle))
                     continue
                 slot, t_cap, frame = got
                 try:
@@ -319,7 +318,7 @@ class CameraWorker:
         self.frame_log.append((t_cap, len(out)))
         if not self.parcel_msgs and not src.free_running:  # a triggered camera: a frame per parcel
             self.parcels.append((bool(out), len(out)))
-        self.put(("frame", self.name, t_cap, round(ms, 2), frame.shape, out, self.dropped, watermark))
+        self.put(FrameReads(self.name, t_cap, round(ms, 2), frame.shape, out, self.dropped, watermark))
 
     # ------------------------------------------------------------------------------ commands
     def poll_commands(self) -> None:
@@ -333,23 +332,19 @@ class CameraWorker:
             try:
                 self.on_command(cmd)
             except Exception as exc:  # noqa: BLE001 - a bad command never stops the camera
-                log.warning("command %r failed: %s", cmd[:1], exc)
+                log.warning("command %s failed: %s", type(cmd).__name__, exc)
 
     def on_command(self, cmd) -> None:
-        kind = cmd[0]
-        if kind == "keep" and self.keeper is not None and self.ring is not None:
-            _, run_id, parcel_id, lo, hi = cmd[:5]
-            frames = self.ring.frames_between(float(lo) - 0.05, float(hi) + 0.05)
-            paths = self.keeper.keep(str(run_id), str(parcel_id), frames)
+        kind = type(cmd)
+        if kind is KeepFrames and self.keeper is not None and self.ring is not None:
+            frames = self.ring.frames_between(float(cmd.lo_mono) - 0.05, float(cmd.hi_mono) + 0.05)
+            paths = self.keeper.keep(str(cmd.run_id), str(cmd.parcel_id), frames)
             if paths:
                 self.last_image = paths[-1].name
-        if kind in ("parcel", "keep"):
-            _, run_id, parcel_id, lo, hi = cmd[:5]
-            if kind == "parcel":
-                self.parcel_msgs = True
-            if self.parcel_msgs and kind == "parcel":
-                n = sum(k for t, k in self.frame_log if lo <= t <= hi)
-                self.parcels.append((n > 0, n))
+        if kind is ParcelWindow:
+            self.parcel_msgs = True
+            n = sum(k for t, k in self.frame_log if cmd.lo_mono <= t <= cmd.hi_mono)
+            self.parcels.append((n > 0, n))
 
     # ------------------------------------------------------------------------------ health
     def health(self) -> dict:
@@ -389,7 +384,7 @@ class CameraWorker:
         now = time.monotonic()
         if force or now - self.last_health >= self.health_s:
             self.last_health = now
-            self.put(("health", self.name, self.health()))
+            self.put(CameraHealthReport(self.name, self.health()))
 
 
 def _rss_mb() -> float | None:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import signal
 import sys
-import threading
 
+from sorter import logs
 from sorter.controller.config.load import ConfigError, example_config, load_config
 
 DEFAULT_CONFIG = str(example_config())
@@ -57,12 +55,19 @@ def _api_args(cfg, args):
 def cmd_sim(args) -> int:
     from sorter.controller.cli.sim import apply_overrides, print_json, run_sim
     cfg = apply_overrides(_load(args.config), args.belt_speed, args.length, args.rate)
+    if args.modbus_port is not None:
+        cfg = cfg.model_copy(update={"sim": cfg.sim.model_copy(update={"modbus_port": args.modbus_port})})
     host, port = _api_args(cfg, args)
     serve = args.parcels is None or args.serve
     if serve:
         sys.stderr.write(f"status page: http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/\n")
-    result = run_sim(cfg, args.parcels, args.seed, host, port, serve_api=serve,
-                     progress=sys.stderr.isatty() or args.progress, token=os.environ.get("SORTER_API_TOKEN"))
+    from sorter.controller.app import StartError
+    try:
+        result = run_sim(cfg, args.parcels, args.seed, host, port, serve_api=serve,
+                         progress=sys.stderr.isatty() or args.progress, token=os.environ.get("SORTER_API_TOKEN"))
+    except StartError as exc:
+        sys.stderr.write(f"sorter sim: {exc}\n")
+        return 2
     if result is None:
         return 0
     if args.json:
@@ -77,22 +82,16 @@ def cmd_sim(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from sorter.controller.service.service import Service
-    from sorter.controller.api.server import ApiServer
+    from sorter.controller.app import App
     from sorter.controller.cli.plc import apply_run_test_args
     cfg = apply_run_test_args(_load(args.config), args)
-    host, port = _api_args(cfg, args)
-    svc = Service(cfg, mode="run", plc_url=args.plc, token=os.environ.get("SORTER_API_TOKEN"))
-    svc.start()
-    api = ApiServer(svc, host, port)
-    api.start()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: svc.reload_routes())
-    stop.wait()
-    api.stop()
-    svc.stop()
+    from sorter.controller.app import StartError
+    try:
+        App(cfg, mode="run", plc_url=args.plc, token=os.environ.get("SORTER_API_TOKEN"),
+            api=_api_args(cfg, args)).serve()
+    except StartError as exc:
+        sys.stderr.write(f"sorter run: {exc}\n")
+        return 2
     return 0
 
 
@@ -134,6 +133,8 @@ def cmd_export(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="sorter", description="Sorting-station controller for shared distribution centres")
+    p.add_argument("--log-level", default=os.environ.get("SORTER_LOG_LEVEL", "INFO"), type=str.upper,
+                   choices=logs.LEVELS, help="of every process of the line (default %(default)s)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def with_config(sp):
@@ -155,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--port", type=int, help="API/status page port")
     sp.add_argument("--serve", action="store_true", help="serve the status page during a --parcels run too")
     sp.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
+    sp.add_argument("--modbus-port", type=int, help="the simulated line's Modbus TCP port (sim.modbus_port; "
+                    "0 = any free port)")
     sp.set_defaults(fn=cmd_sim)
 
     sp = with_config(sub.add_parser("run", help="run the line with real hardware"))
@@ -186,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if getattr(args, "file", None):
         args.config = args.file
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logs.setup(args.log_level, "sorter")
     if args.cmd == "sim" and args.belt_speed is not None and not 0.1 <= args.belt_speed <= 5:
         p.error("--belt-speed must be between 0.1 and 5 m/s")
     return args.fn(args)

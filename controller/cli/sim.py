@@ -14,11 +14,9 @@ import sys
 import threading
 import time
 
+from sorter.controller.app import App, SimWorld, StartError
 from sorter.controller.config.line import Config
-from sorter.controller.service.service import CTX, Service, child
-from sorter.plc.sim.belt_frames import calibrate_sim_cameras
-from sorter.plc.sim.frames import frames_main
-from sorter.plc.sim.line import sim_line_main
+from sorter.controller.service.service import Service
 
 log = logging.getLogger("sorter.sim")
 
@@ -65,112 +63,62 @@ class Progress:
 
 def run_sim(cfg: Config, parcels: int | None, seed: int, api_host: str, api_port: int,
             serve_api: bool, progress: bool, token: str | None = None) -> dict | None:
-    cfg = calibrate_sim_cameras(cfg)  # free-running sim cameras: their calibration, for the workers
-    plan_kwargs = {"rate_pph": cfg.sim.rate_pph, "length_mm": tuple(cfg.sim.length_mm),
-                   "belt_speed_mps": cfg.line.belt_speed_mps}
-    line_conn, line_child = CTX.Pipe()
-    line_proc = CTX.Process(target=child, name="sorter-sim-line", daemon=True,
-                            args=(sim_line_main, cfg, seed, parcels, line_child, plan_kwargs))
-    line_proc.start()
-    frames_conn, frames_child = CTX.Pipe()
-    frames_proc = CTX.Process(target=child, name="sorter-sim-frames", daemon=True,
-                              args=(frames_main, cfg, seed, parcels, frames_child, plan_kwargs))
-    frames_proc.start()
-    _, modbus_port = _expect(line_conn, "ready", 30, "simulated line")
-    _, frame_port = _expect(frames_conn, "ready", 30, "simulated cameras")
-
+    """Run the simulated line (endless, or `parcels` of them) under the wiring; None when stopped
+    by a signal or when endless."""
     done = threading.Event()
     counted = {"n": 0}
 
     def on_record(rec: dict) -> None:
+        if rec.get("outcome") is None:
+            return  # a journal row at induct; the parcel is counted when it has its outcome
         counted["n"] += 1
         if parcels is not None and counted["n"] >= parcels:
             done.set()
 
-    free_q = "?free_running=1" if cfg.sim.camera_mode == "free_running" else ""
-    sources = {c.name: f"tcp://127.0.0.1:{frame_port}/{c.source.removeprefix('sim://')}{free_q}"
-               if c.source.startswith("sim://") else c.source for c in cfg.cameras}
-    svc = Service(cfg, mode="sim", plc_url=f"tcp://127.0.0.1:{modbus_port}", camera_sources=sources,
-                  token=token, record_hook=on_record)
-    svc.start()
-    api = None
-    if serve_api:
-        from sorter.controller.api.server import ApiServer
-        api = ApiServer(svc, api_host, api_port)
-        api.start()
+    sim = SimWorld(cfg, seed, parcels)
+    app = App(sim.cfg, mode="sim", token=token, api=(api_host, api_port) if serve_api else None, sim=sim,
+              record_hook=on_record)
+    app.handle_signals()
     try:
-        _wait_ready(svc, timeout=60)
-        t0 = time.monotonic() + 0.3
-        line_conn.send(("start", t0))
-        frames_conn.send(("start", t0))
+        app.start()
+        svc = app.svc
+        app.wait_ready(timeout=60)
+        if app.stop_requested.is_set():
+            return None
+        sim.go()
         bar = Progress(parcels or 0, progress)
         deadline = None
         while not done.wait(0.25):
+            if app.stop_requested.is_set():
+                bar.close()
+                return None
             snap = svc.stats.snapshot()
             bar.show(counted["n"], snap["counts"]["outcomes"])
             svc.sim_status = {"seed": seed, "parcels": parcels, "recorded": counted["n"]}
             if parcels is not None:
-                # the last parcel is inducted at plan time; give it the belt's length and the timeouts
-                if deadline is None:
-                    deadline = time.monotonic() + 3600
-                if not line_proc.is_alive():
-                    raise RuntimeError("the simulated line died")
+                if not sim.alive():
+                    raise StartError("the simulated line died")
+                deadline = deadline or _finish_deadline(sim.cfg, parcels)
+                if time.monotonic() > deadline:
+                    log.error("%d of %d parcels recorded by the deadline; reporting what there is",
+                              counted["n"], parcels)
+                    break
         bar.show(counted["n"], svc.stats.snapshot()["counts"]["outcomes"], force=True)
         bar.close()
         if parcels is None:
             return None
         svc.writer.flush(10)
-        line_conn.send(("report",))
-        _, truth = _expect(line_conn, "report", 30, "simulated line")
-        return {**summarise(svc, truth, parcels), "sim_cameras": _frames_report(frames_conn)}
-    except KeyboardInterrupt:
-        return None
+        return {**summarise(svc, sim.truth(), parcels), "sim_cameras": sim.cameras_report()}
     finally:
-        if api is not None:
-            api.stop()
-        svc.stop()  # the controller first: its outputs go to the safe state while the line still answers
-        for conn in (line_conn, frames_conn):
-            try:
-                conn.send(("stop",))
-            except OSError:
-                pass
-        for p in (line_proc, frames_proc):
-            p.join(3)
-            if p.is_alive():
-                p.terminate()
+        app.stop()
 
 
-def _expect(conn, kind: str, timeout: float, what: str):
-    if not conn.poll(timeout):
-        raise RuntimeError(f"{what} did not answer within {timeout:.0f} s")
-    msg = conn.recv()
-    if msg[0] != kind:
-        raise RuntimeError(f"{what}: expected {kind!r}, got {msg[0]!r}")
-    return msg
-
-
-def _frames_report(conn) -> dict | None:
-    """What the simulated cameras sent (frames; free-running: frames with two parcels ...)."""
-    try:
-        conn.send(("report",))
-        return _expect(conn, "report", 10, "simulated cameras")[1]
-    except (OSError, EOFError, RuntimeError) as exc:
-        log.warning("no report from the simulated cameras: %s", exc)
-        return None
-
-
-def _wait_ready(svc: Service, timeout: float) -> None:
-    """Parcels start only once the controller polls the line and every camera is connected."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        ts = svc.timing_status
-        cams_up = all(h.up for h in svc.cameras.values())
-        if ts.get("plc", {}).get("connected") and ts.get("counters", {}).get("polls", 0) > 50 and cams_up:
-            return
-        time.sleep(0.05)
-    raise RuntimeError("the controller did not connect to the simulated line in time "
-                       f"(timing: {svc.timing_status.get('plc')}, cameras: "
-                       f"{[(h.name, h.up, h.last_error) for h in svc.cameras.values()]})")
+def _finish_deadline(cfg: Config, parcels: int) -> float:
+    """When a finite run must have recorded every parcel: the plan's induction time, the belt's
+    length and the timeouts, twice over (a run that waits past it has lost a record)."""
+    plan_s = parcels * 3600 / cfg.sim.rate_pph
+    belt_s = cfg.line.end_mm / (cfg.line.belt_speed_mps * 1000)
+    return time.monotonic() + 2 * (plan_s + belt_s) + 60
 
 
 def summarise(svc: Service, truth: dict, parcels: int) -> dict:
@@ -179,8 +127,9 @@ def summarise(svc: Service, truth: dict, parcels: int) -> dict:
     recs = [r for r in recs if r.get("run_id") == svc.run_id]
     outcomes = snap["counts"]["outcomes"]
     no_reason = sum(1 for r in recs if r["outcome"] != "sorted" and not r.get("reason"))
-    # a record per parcel: the n-th induction the controller saw is the n-th parcel the line made
-    unrecorded = max(0, truth["inducted"] - len(recs))
+    # a record per parcel: the n-th induction the controller saw is the n-th parcel the line made;
+    # counted by distinct parcel, so that a duplicate cannot hide a missing record
+    unrecorded = max(0, truth["inducted"] - len({r["parcel_id"] for r in recs}))
     return {
         "parcels": truth["inducted"],
         "recorded": len(recs),

@@ -1,14 +1,14 @@
-"""The service process: starts the timing process and the camera workers, relays reads, keeps the
-records and the statistics, serves the API and the status page, and supervises everything.
+"""The service process's core: the timing process and the camera workers it supervises, the reads
+it relays between them, the records, alarms and statistics it keeps, and the snapshot the API serves.
 
-Start order (stop in reverse): record writer -> timing process -> camera workers -> relay and
-supervisor threads -> API. Child processes are spawned, never forked from this threaded process.
+Its parts are started by the wiring (`sorter.controller.app`) in one list and stopped in reverse:
+records -> routing -> timing process -> camera workers -> supervisor (-> API). Child processes are
+spawned, never forked from this threaded process, and die with it (`service/processes.py`).
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import pickle
 import queue
 import threading
@@ -17,53 +17,23 @@ import uuid
 from collections import deque
 from pathlib import Path
 
-import numpy as np
-
-from sorter.controller.timing.alarms import Alarms
 from sorter.controller.config.line import Config
+from sorter.controller.config.vision import noread_dir
 from sorter.controller.records.store import RecordStore, RecordWriter
 from sorter.controller.routing.router import Router
+from sorter.controller.service.camera_health import CameraHealth
+from sorter.controller.service.processes import CTX, spawn, stop_process
 from sorter.controller.service.stats import LineStats
-from sorter.controller.timing.loop import timing_main
-from sorter.controller.config.vision import noread_dir
+from sorter.controller.timing.alarms import Alarms
+from sorter.controller.timing.process import timing_main
+from sorter.messages import (CameraDown, CameraHealthReport, CameraIdle, CameraUp, FrameReads, Hello, InstallRouting,
+                             KeepFrames, ParcelWindow, Read, Record, SetChuteEnabled, SetPaused, Stop, TimingStatus,
+                             Watermark)
 from sorter.vision.worker import camera_main
 
 log = logging.getLogger("sorter.service")
-CTX = mp.get_context("spawn")
-
-
-def child(target, *args, **kwargs) -> None:
-    """Entry of every child process: Ctrl-C is for the service, which stops its children in order
-    (the timing process first puts the outputs in their safe state)."""
-    import signal
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    target(*args, **kwargs)
-
-
-class CameraHealth:
-    def __init__(self, name: str):
-        self.name = name
-        self.up = False
-        self.frames = 0
-        self.reads = 0
-        self.dropped = 0
-        self.restarts = 0
-        self.extra: dict = {}  # what the worker reports of itself (camera settings, rates ...)
-        self.frame_times: deque[float] = deque(maxlen=200)
-        self.decode_ms: deque[float] = deque(maxlen=500)
-        self.last_error = ""
-
-    def snapshot(self, process_alive: bool) -> dict:
-        now = time.monotonic()
-        recent = [t for t in self.frame_times if t > now - 10]
-        ms = np.array(self.decode_ms) if self.decode_ms else None
-        return {
-            "name": self.name, "alive": bool(process_alive and self.up), "frames": self.frames,
-            "fps": round(len(recent) / 10, 2), "dropped": self.dropped, "reads": self.reads,
-            "decode_ms_p50": None if ms is None else round(float(np.percentile(ms, 50)), 1),
-            "decode_ms_p99": None if ms is None else round(float(np.percentile(ms, 99)), 1),
-            "restarts": self.restarts, "error": self.last_error, **self.extra,
-        }
+TIMING_STOP_S = 5   # the timing process puts the outputs in their safe state, then ends
+CAMERA_STOP_S = 3
 
 
 class Service:
@@ -87,66 +57,81 @@ class Service:
         self.records_seen = 0
         self.stopping = threading.Event()
         self._send_lock = threading.Lock()
-        self._reload_result: queue.Queue = queue.Queue()
+        self._cameras_stopped = threading.Event()
         self._snapshot: dict = {}
         self.sim_status: dict | None = None
         self.lookup = None
+        self._routing_lock = threading.Lock()
 
-    # ---------------------------------------------------------------- lifecycle
-    def start(self) -> None:
+    # ---------------------------------------------------------------- parts (the wiring starts them in order)
+    def open_records(self) -> None:
         Path(self.cfg.records.database).parent.mkdir(parents=True, exist_ok=True)
+        self.store = RecordStore(self.cfg.records.database)
+        self.writer = RecordWriter(self.cfg.records.database)
+
+    def close_records(self) -> None:
+        self.writer.close()  # writes what is still queued
+        self.store.close()
+
+    def open_routing(self) -> None:
         self.router = Router.from_config(self.cfg)  # loads and watches the routing files
         from sorter.controller.routing.lookup import LookupService
         # asks the carriers' real-time service about waybills missing from the manifest (if configured)
         self.lookup = LookupService.from_config(self.cfg, self.router)
-        self._routing_lock = threading.Lock()
-        self.store = RecordStore(self.cfg.records.database)
-        self.writer = RecordWriter(self.cfg.records.database)
-        self._start_timing()
+
+    def close_routing(self) -> None:
+        if self.lookup is not None:
+            self.lookup.close()
+
+    def start_timing(self) -> None:
+        self.timing_conn, child_end = CTX.Pipe(duplex=True)
+        self.timing_proc = spawn("sorter-timing", timing_main, self.cfg, child_end, self.run_id, self.plc_url)
+        child_end.close()
+        # one reader per timing process: it ends when the process has ended and its pipe is drained,
+        # so the records the process sends while it shuts down are all written
+        self.timing_reader = threading.Thread(target=self._timing_reader, args=(self.timing_conn,),
+                                              name="timing-reader", daemon=True)
+        self.timing_reader.start()
+
+    def stop_timing(self) -> None:
+        self.send(Stop())
+        stop_process(self.timing_proc, TIMING_STOP_S, "the timing process")
+        self.timing_reader.join(5)
+        self.timing_conn.close()
+
+    def start_cameras(self) -> None:
         self.cam_q = CTX.Queue(maxsize=256)
         for cam in self.cfg.cameras:
             self._start_camera(cam.name)
-        for target, name in ((self._timing_reader, "timing-reader"), (self._camera_relay, "camera-relay"),
-                             (self._supervise, "supervisor")):
-            threading.Thread(target=target, name=name, daemon=True).start()
+        self.camera_relay = threading.Thread(target=self._camera_relay, name="camera-relay", daemon=True)
+        self.camera_relay.start()
+
+    def stop_cameras(self) -> None:
+        for p in self.camera_procs.values():
+            p.terminate()
+        for name, p in self.camera_procs.items():
+            stop_process(p, CAMERA_STOP_S, f"camera worker {name}")
+        self._cameras_stopped.set()
+        self.camera_relay.join(2)
+
+    def start_supervisor(self) -> None:
+        self.supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
+        self.supervisor.start()
         self._rebuild_snapshot()
 
-    def _start_timing(self) -> None:
-        self.timing_conn, child_end = CTX.Pipe(duplex=True)
-        self.timing_proc = CTX.Process(target=child, name="sorter-timing",
-                                       args=(timing_main, self.cfg, child_end, self.run_id, self.plc_url), daemon=True)
-        self.timing_proc.start()
-        child_end.close()
+    def stop_supervisor(self) -> None:
+        self.stopping.set()  # no more restarts: the parts below stop in order
+        self.supervisor.join(5)
 
     def _start_camera(self, name: str) -> None:
         cam = next(c for c in self.cfg.cameras if c.name == name)
         cmds = self.camera_cmds.setdefault(name, CTX.Queue(maxsize=256))
-        p = CTX.Process(target=child, name=f"sorter-camera-{name}", daemon=True,
-                        args=(camera_main, name, self.camera_sources[name], list(cam.symbologies), cam.nice, self.cam_q,
-                              cam.max_frame_age_ms / 1000, cmds),
-                        kwargs={"config": cam, "keep_dir": str(noread_dir(self.cfg, cam))})
-        p.start()
-        self.camera_procs[name] = p
-
-    def stop(self) -> None:
-        if self.stopping.is_set():
-            return
-        self.stopping.set()
-        self.send(("stop",))
-        self.timing_proc.join(3)
-        if self.timing_proc.is_alive():
-            self.timing_proc.terminate()
-        for p in self.camera_procs.values():
-            p.terminate()
-        for p in self.camera_procs.values():
-            p.join(2)
-        if self.lookup is not None:
-            self.lookup.close()
-        self.writer.close()
-        self.store.close()
+        self.camera_procs[name] = spawn(
+            f"sorter-camera-{name}", camera_main, name, self.camera_sources[name], list(cam.symbologies), cam.nice,
+            self.cam_q, cam.max_frame_age_ms / 1000, cmds, config=cam, keep_dir=str(noread_dir(self.cfg, cam)))
 
     # ---------------------------------------------------------------- messaging
-    def send(self, *msgs: tuple) -> None:
+    def send(self, *msgs) -> None:
         data = pickle.dumps(list(msgs), protocol=pickle.HIGHEST_PROTOCOL)
         with self._send_lock:
             try:
@@ -154,26 +139,20 @@ class Service:
             except (OSError, ValueError):
                 pass  # the timing process is down; the supervisor restarts it
 
-    def _timing_reader(self) -> None:
-        while not self.stopping.is_set():
-            conn = self.timing_conn
+    def _timing_reader(self, conn) -> None:
+        while True:
             try:
-                if not conn.poll(0.2):
-                    continue
                 batch = pickle.loads(conn.recv_bytes())
             except (EOFError, OSError):
-                time.sleep(0.2)
-                continue
+                return  # the process ended and everything it sent has been read
             for msg in batch:
-                kind = msg[0]
-                if kind == "record":
-                    self._on_record(msg[1])
-                elif kind == "status":
-                    self.timing_status = msg[1]
-                elif kind == "hello":
-                    self.timing_hello = msg[1]
-                elif kind == "reload_result":
-                    self._reload_result.put((msg[1], msg[2]))
+                kind = type(msg)
+                if kind is Record:
+                    self._on_record(msg.record)
+                elif kind is TimingStatus:
+                    self.timing_status = msg.status
+                elif kind is Hello:
+                    self.timing_hello = msg.info
 
     def _on_record(self, rec: dict) -> None:
         scan = rec.pop("_scan_mono", None)
@@ -183,14 +162,14 @@ class Service:
             # the cameras count reads per parcel and their read rate by the parcels' scan windows
             for q in self.camera_cmds.values():
                 try:
-                    q.put_nowait(("parcel", rec["run_id"], rec["parcel_id"], scan[0], scan[1]))
+                    q.put_nowait(ParcelWindow(rec["run_id"], rec["parcel_id"], scan[0], scan[1]))
                 except queue.Full:
                     pass
         if rec.get("outcome") == "no_read" and scan is not None:
             # ask every camera to keep what it saw of the parcel, for a supervisor to key in by hand
             for q in self.camera_cmds.values():
                 try:
-                    q.put_nowait(("keep", rec["run_id"], rec["parcel_id"], scan[0], scan[1]))
+                    q.put_nowait(KeepFrames(rec["run_id"], rec["parcel_id"], scan[0], scan[1]))
                 except queue.Full:
                     pass
         self.writer.submit(rec)
@@ -201,44 +180,44 @@ class Service:
             self.record_hook(rec)
 
     def _camera_relay(self) -> None:
-        while not self.stopping.is_set():
+        while not self._cameras_stopped.is_set():
             try:
                 msg = self.cam_q.get(timeout=0.2)
             except queue.Empty:
                 continue
             except (EOFError, OSError):
                 return
-            kind, name = msg[0], msg[1]
-            h = self.cameras.get(name)
+            h = self.cameras.get(msg.camera)
             if h is None:
                 continue
-            if kind == "idle":
-                self.send(("watermark", name, msg[2]))
-            elif kind == "health":
-                h.extra = dict(msg[2])
+            kind, name = type(msg), msg.camera
+            if kind is CameraIdle:
+                self.send(Watermark(name, msg.mono))
+            elif kind is CameraHealthReport:
+                h.extra = dict(msg.health)
                 # a worker may report a slow drift (dirty lens, failing light) as an alarm text
                 if h.extra.get("alarm"):
                     self.alarms.raise_(f"camera_{name}_health", f"camera {name}: {h.extra['alarm']}")
                 else:
                     self.alarms.clear(f"camera_{name}_health")
-            elif kind == "frame":
-                _, _, t_cap, ms, _shape, codes, dropped, watermark = msg
+            elif kind is FrameReads:
+                codes = msg.codes
                 # a code is (symbology, text, polygon[, offset_mm along the belt when calibrated])
-                self.send(*[("read", name, t_cap, c[0], c[1], c[3] if len(c) > 3 else None) for c in codes],
-                          ("watermark", name, watermark))
+                self.send(*[Read(name, c[0], c[1], msg.capture_mono, c[3] if len(c) > 3 else None) for c in codes],
+                          Watermark(name, msg.watermark))
                 if self.lookup is not None:
                     self.lookup.submit_codes(codes)
                 h.frames += 1
                 h.reads += len(codes)
-                h.dropped = dropped
+                h.dropped = msg.dropped
                 h.frame_times.append(time.monotonic())
-                h.decode_ms.append(ms)
-            elif kind == "camera_up":
+                h.decode_ms.append(msg.decode_ms)
+            elif kind is CameraUp:
                 h.up, h.last_error = True, ""
                 self.alarms.clear(f"camera_{name}")
-            elif kind == "camera_down":
-                h.up, h.last_error = False, msg[2]
-                self.alarms.raise_(f"camera_{name}", f"camera {name}: {msg[2]}; reconnecting")
+            elif kind is CameraDown:
+                h.up, h.last_error = False, msg.error
+                self.alarms.raise_(f"camera_{name}", f"camera {name}: {msg.error}; reconnecting")
 
     def _supervise(self) -> None:
         next_routes = 0.0
@@ -248,7 +227,8 @@ class Service:
                 self._watch_routes()
             if not self.timing_proc.is_alive():
                 self.alarms.raise_("timing_process", f"timing process died (exit {self.timing_proc.exitcode}); restarted")
-                self._start_timing()
+                self.timing_reader.join(1)
+                self.start_timing()
             for name, p in list(self.camera_procs.items()):
                 if not p.is_alive():
                     self.cameras[name].restarts += 1
@@ -302,14 +282,14 @@ class Service:
     def set_chute_enabled(self, chute_id: str, enabled: bool) -> bool:
         if chute_id not in {c.id for c in self.cfg.line.chutes}:
             return False
-        self.send(("chute_enabled", chute_id, enabled))
+        self.send(SetChuteEnabled(chute_id, enabled))
         return True
 
     def pause(self) -> None:
-        self.send(("pause", True))
+        self.send(SetPaused(True))
 
     def resume(self) -> None:
-        self.send(("pause", False))
+        self.send(SetPaused(False))
 
     def reload_routes(self) -> tuple[bool, str]:
         """Reload the routing files now (API, SIGHUP). Parsing happens here, in the service process;
@@ -329,7 +309,7 @@ class Service:
     def _routing_outcome(self, ok: bool, text: str) -> None:
         if ok:
             self.alarms.clear("routes")
-            self.send(("routing_state", self.router.state))
+            self.send(InstallRouting(self.router.state))
             log.info("routing: %s", text)
         else:
             self.alarms.raise_("routes", f"routing files refused, the previous version stays in force: {text}")

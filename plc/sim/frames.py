@@ -28,6 +28,7 @@ from sorter.controller.config.line import Config
 from sorter.plc.sim.belt_frames import FreeRunStats, label_spec, run_free_running, sim_cameras
 from sorter.plc.sim.parcels import ParcelPlan
 from sorter.vision.labels import render_frame, render_label
+from sorter.messages import SimReady, SimReport, SimReportRequest, SimStart, Stop
 
 log = logging.getLogger("sorter.sim.frames")
 HEADER = struct.Struct("!4sdII")
@@ -89,14 +90,16 @@ class FrameServer:
 
 
 def frames_main(cfg: Config, seed: int, n_parcels: int | None, conn: Connection, plan_kwargs: dict) -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s frames %(levelname)s %(message)s")
     plan = ParcelPlan(cfg, seed, keep=None if n_parcels else 1000, **plan_kwargs)
     server = FrameServer()
-    conn.send(("ready", server.port))
-    msg = conn.recv()
-    if msg[0] != "start":
+    conn.send(SimReady(server.port))
+    try:
+        msg = conn.recv()
+    except (EOFError, OSError):  # the parent is gone
         return
-    t0 = msg[1]
+    if type(msg) is not SimStart:
+        return
+    t0 = msg.t0_mono
     free_running = cfg.sim.camera_mode == "free_running"
     if free_running:
         stats = FreeRunStats([c.name for c in sim_cameras(cfg)], cfg.sim.camera_fps)
@@ -106,19 +109,23 @@ def frames_main(cfg: Config, seed: int, n_parcels: int | None, conn: Connection,
         report = lambda: {"mode": "triggered", "cameras": {k: {"frames": v} for k, v in sent.items()}}  # noqa: E731
 
     def wait_until(t_until: float, next_cap: float) -> bool:
-        """Sleep until t_until, beating every 50 ms; False when told to stop. Answers ("report",)
-        with ("report", what the cameras sent)."""
+        """Sleep until t_until, beating every 50 ms; False when told to stop (or the parent is gone).
+        Answers SimReportRequest with SimReport(what the cameras sent)."""
         while True:
             now = time.monotonic()
             server.beat(min(now, next_cap) - 1e-6)
             if now >= t_until:
                 return True
-            if conn.poll(min(0.05, t_until - now)):
-                kind = conn.recv()[0]
-                if kind == "stop":
-                    return False
-                if kind == "report":
-                    conn.send(("report", report()))
+            try:
+                if not conn.poll(min(0.05, t_until - now)):
+                    continue
+                kind = type(conn.recv())
+            except (EOFError, OSError):
+                return False
+            if kind is Stop:
+                return False
+            if kind is SimReportRequest:
+                conn.send(SimReport(report()))
 
     if free_running:
         run_free_running(cfg, plan, n_parcels, t0, server.send, wait_until, stats, seed)
