@@ -13,6 +13,7 @@ import segno
 from pyzbar import pyzbar
 
 from sorter.vision import decode as D
+from sorter.vision.decode import engines as E, locate as L
 from sorter.controller.cli import decode as decode_cli
 from sorter.vision.decode import Code, decode, decode_file, ean13_valid, recover_qr_text, upca_valid, validate
 from sorter.vision.labels import LabelSpec, render_frame, render_label
@@ -177,13 +178,13 @@ def test_ean13_with_wrong_check_digit_is_not_read():
 
 def test_validator_rejects_what_zbar_would_return(monkeypatch):
     """Even if ZBar handed back an EAN-13 with a wrong check digit, decode() drops it."""
-    real = D._zbar
+    real = E._zbar
 
     def fake(img, symbologies, *a, **kw):
         out = real(img, symbologies, *a, **kw)
         return [D._Raw(r.symbology, b"6901234567893" if r.symbology == "ean13" else r.data, r.points) for r in out]
 
-    monkeypatch.setattr(D, "_zbar", fake)
+    monkeypatch.setattr(E, "_zbar", fake)
     codes = decode(frame_of(LabelSpec(WAYBILL, ean13=EAN), 25, seed=8), engines=["zbar"])
     assert [c for c in codes if c.symbology == "ean13"] == []
     assert ("code128", WAYBILL) in texts(codes)
@@ -247,14 +248,14 @@ def test_recover_leaves_correct_text_alone():
 
 
 def test_exception_in_qr_pass_does_not_lose_other_reads(monkeypatch):
-    real = D._zbar
+    real = E._zbar
 
     def flaky(img, symbologies, *a, **kw):
         if "qrcode" in symbologies:
             raise ValueError("0 is not a valid ZBarOrientation")
         return real(img, symbologies, *a, **kw)
 
-    monkeypatch.setattr(D, "_zbar", flaky)
+    monkeypatch.setattr(E, "_zbar", flaky)
     frame = frame_of(LabelSpec(WAYBILL, qr_text=QR_TEXT, ean13=EAN), 45, seed=6)
     assert texts(decode(frame, engines=["zbar"])) == {("code128", WAYBILL), ("ean13", EAN)}
     # the second engine reads what the failing ZBar pass lost
@@ -262,7 +263,7 @@ def test_exception_in_qr_pass_does_not_lose_other_reads(monkeypatch):
 
 
 def test_exception_in_first_1d_pass_does_not_lose_other_reads(monkeypatch):
-    real = D._zbar
+    real = E._zbar
     calls = {"n": 0}
 
     def flaky(img, symbologies, *a, **kw):
@@ -272,7 +273,7 @@ def test_exception_in_first_1d_pass_does_not_lose_other_reads(monkeypatch):
                 raise ValueError("boom")
         return real(img, symbologies, *a, **kw)
 
-    monkeypatch.setattr(D, "_zbar", flaky)
+    monkeypatch.setattr(E, "_zbar", flaky)
     codes = decode(frame_of(LabelSpec(WAYBILL, qr_text=QR_TEXT, ean13=EAN), 200, seed=6))
     assert ("qrcode", QR_TEXT) in texts(codes)
     assert calls["n"] >= 2
@@ -280,7 +281,7 @@ def test_exception_in_first_1d_pass_does_not_lose_other_reads(monkeypatch):
 
 
 def test_exception_in_locator_is_contained(monkeypatch):
-    monkeypatch.setattr(D, "_locate", lambda g: (_ for _ in ()).throw(RuntimeError("x")))
+    monkeypatch.setattr(L, "_locate", lambda g: (_ for _ in ()).throw(RuntimeError("x")))
     assert decode(frame_of(LabelSpec(WAYBILL), 0)) == []
 
 

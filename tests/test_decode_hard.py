@@ -11,6 +11,7 @@ import pytest
 from bench.vision import finish, label_texts, make_case, place
 from sorter.plc.sim.waybills import make_ean13
 from sorter.vision import decode as D
+from sorter.vision.decode import engines as E
 from sorter.vision.labels import LabelSpec, render_label
 
 # (class, px/module, case): labels on which ZBar or zxing-cpp, run once, gave a wrong read that
@@ -44,21 +45,21 @@ def test_a_read_needs_a_second_attempt_to_agree(monkeypatch):
     different attempt is."""
     img, wb = make_case("rotation", 3.0, 2)
     assert wb in [c.text for c in D.decode(img)]
-    real_zxing = D._zxing
-    monkeypatch.setattr(D, "_zxing", lambda *a, **k: [])  # one engine gone ...
+    real_zxing = E._zxing
+    monkeypatch.setattr(E, "_zxing", lambda *a, **k: [])  # one engine gone ...
     # ... and ZBar's blurred pass the only attempt that still reads: nothing confirms it
-    real_zbar = D._zbar
+    real_zbar = E._zbar
     calls = {"n": 0}
 
     def zbar_once(img_, syms, x_density=1, y_density=1):
         calls["n"] += 1
         return real_zbar(img_, syms, x_density, y_density) if calls["n"] == 1 else []
 
-    monkeypatch.setattr(D, "_zbar", zbar_once)
+    monkeypatch.setattr(E, "_zbar", zbar_once)
     got = [c.text for c in D.decode(img, ["code128"])]
     assert wb not in got and D.STATS["unconfirmed"] >= 1
-    monkeypatch.setattr(D, "_zbar", real_zbar)
-    monkeypatch.setattr(D, "_zxing", real_zxing)
+    monkeypatch.setattr(E, "_zbar", real_zbar)
+    monkeypatch.setattr(E, "_zxing", real_zxing)
     assert wb in [c.text for c in D.decode(img, ["code128"])]
 
 

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-import sorter.controller.routing.manifest as manifest_mod
+import sorter.controller.routing.manifest.importer as importer_mod
 from sorter.controller.routing.manifest import Manifest, validate_row
 
 
@@ -80,9 +80,9 @@ def messy_csv(seed: int, n: int = 400, quotes: bool = True) -> str:
 @pytest.mark.parametrize("chunk", [64, 333, 1 << 21])
 @pytest.mark.parametrize("seed,quotes", [(1, False), (2, False), (3, True), (4, True)])
 def test_fast_import_matches_record_by_record(tmp_path, monkeypatch, chunk, seed, quotes):
-    monkeypatch.setattr(manifest_mod, "CHUNK_CHARS", chunk)
-    monkeypatch.setattr(manifest_mod, "BATCH", 37)
-    monkeypatch.setattr(manifest_mod, "WRITE_ROWS", 50)
+    monkeypatch.setattr(importer_mod, "CHUNK_CHARS", chunk)
+    monkeypatch.setattr(importer_mod, "BATCH", 37)
+    monkeypatch.setattr(importer_mod, "WRITE_ROWS", 50)
     text = messy_csv(seed, quotes=quotes)
     p = tmp_path / "a.csv"
     p.write_bytes(text.encode("utf-8"))

@@ -23,6 +23,7 @@ _G = struct.Struct("<8sIIqq")  # magic, n_slots, slot_bytes, last_slot, last_seq
 _S = struct.Struct("<qdII")  # seq, t_cap, h, w
 _GSIZE, _SSIZE = 64, 32
 MAGIC = b"SRTRING1"
+_OWNED: set[str] = set()  # rings this process created (and so registered with its resource tracker)
 
 
 class FrameRing:
@@ -34,6 +35,7 @@ class FrameRing:
         size = _GSIZE + _SSIZE * n_slots + slot_bytes * n_slots
         self.shm = shared_memory.SharedMemory(name=name, create=True, size=size)
         self.name = self.shm.name
+        _OWNED.add(self.name)
         self.buf = self.shm.buf
         _G.pack_into(self.buf, 0, MAGIC, n_slots, slot_bytes, -1, 0)
         for i in range(n_slots):
@@ -136,9 +138,11 @@ def read_latest(name: str) -> tuple[float, np.ndarray] | None:
         return None
     try:
         # Python < 3.13 registers an attached segment with the resource tracker, which would unlink
-        # it when this process exits: it is the worker's, not ours
-        from multiprocessing import resource_tracker
-        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
+        # it when this process exits: it is the worker's, not ours. A ring this process owns keeps
+        # its one registration (a second unregister makes the tracker print a KeyError at exit)
+        if shm._name.lstrip("/") not in {n.lstrip("/") for n in _OWNED}:  # type: ignore[attr-defined]
+            from multiprocessing import resource_tracker
+            resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
     except Exception:  # noqa: BLE001
         pass
     try:

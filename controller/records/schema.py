@@ -1,0 +1,110 @@
+"""The record database's shape: the outcomes, the columns, the DDL, and opening a file with the
+durability settings (an older file migrated in place, a newer one refused).
+
+``synchronous=FULL`` in WAL mode: every commit fsyncs the WAL before it returns, so a committed
+record survives ``kill -9`` *and* a power cut (``NORMAL`` may lose the last commits on power loss,
+not good enough for billing). A file of a newer schema is refused rather than written by a program
+that does not know its columns.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+
+OUTCOMES = (
+    "sorted",
+    "no_read",
+    "multi_read",
+    "no_route",
+    "chute_unavailable",
+    "too_late",
+    "gap_too_small",
+    "lost",
+    "unconfirmed",
+    "fault",
+)
+
+SCHEMA_VERSION = 2
+# columns added after version 1 (added to an older file on open)
+_ADDED = {2: (("rule", "TEXT"), ("sort_code", "TEXT"))}
+
+# record key -> SQL column type; the order is the CSV export order too
+FIELDS: tuple[tuple[str, str], ...] = (
+    ("run_id", "TEXT NOT NULL"),
+    ("parcel_id", "INTEGER NOT NULL"),
+    ("induct_wall", "REAL"),
+    ("decided_wall", "REAL"),
+    ("ended_wall", "REAL NOT NULL"),
+    ("length_mm", "REAL"),
+    ("reads", "TEXT NOT NULL"),  # JSON list of {"camera","symbology","text"}
+    ("waybill", "TEXT"),
+    ("carrier", "TEXT"),
+    ("destination", "TEXT"),
+    ("chute", "TEXT"),
+    ("actual_chute", "TEXT"),
+    ("outcome", "TEXT NOT NULL"),
+    ("reason", "TEXT NOT NULL"),
+    ("routing_version", "TEXT"),
+    ("fire_error_ms", "REAL"),
+    ("decision_ms", "REAL"),
+    ("rule", "TEXT"),       # the routing rule that chose the chute
+    ("sort_code", "TEXT"),  # 三段码, when the parcel was routed by one
+)
+FIELD_NAMES = tuple(name for name, _ in FIELDS)
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS parcels (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    {", ".join(f"{n} {t}" for n, t in FIELDS)},
+    written_wall REAL NOT NULL,
+    UNIQUE (run_id, parcel_id)
+);
+CREATE INDEX IF NOT EXISTS parcels_ended ON parcels (ended_wall);
+CREATE INDEX IF NOT EXISTS parcels_waybill ON parcels (waybill);
+CREATE INDEX IF NOT EXISTS parcels_outcome_ended ON parcels (outcome, ended_wall);
+CREATE INDEX IF NOT EXISTS parcels_carrier_ended ON parcels (carrier, ended_wall);
+CREATE TABLE IF NOT EXISTS bad_records (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    written_wall REAL NOT NULL,
+    error TEXT NOT NULL,
+    raw TEXT NOT NULL
+);
+"""
+
+
+class SchemaError(RuntimeError):
+    pass
+
+
+def connect(path: str | os.PathLike[str], *, timeout_s: float = 10.0) -> sqlite3.Connection:
+    """Open (and create if needed) the record database with the durability settings."""
+    p = Path(path)
+    if p.parent and not p.parent.exists():
+        p.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(p), timeout=timeout_s, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        conn.close()
+        raise SchemaError(
+            f"{p}: record schema version {version} is newer than this program's ({SCHEMA_VERSION}); "
+            "upgrade the program or use another database file"
+        )
+    if version < SCHEMA_VERSION:
+        conn.execute("BEGIN IMMEDIATE")
+        if version >= 1:  # an older file: add the newer columns, keep every record
+            for v in range(version + 1, SCHEMA_VERSION + 1):
+                for name, typ in _ADDED.get(v, ()):
+                    conn.execute(f"ALTER TABLE parcels ADD COLUMN {name} {typ}")
+        for stmt in _SCHEMA.split(";"):
+            if stmt.strip():
+                conn.execute(stmt)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    return conn
