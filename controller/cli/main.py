@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     from sorter.controller.cli import plc as cli_plc
     from sorter.controller.cli import routes as cli_routes
     from sorter.controller.cli import vision as cli_vision
-    for area in (cli_routes, cli_plc, cli_vision):
+    from sorter.controller.cli import config_docs as cli_config_docs
+    for area in (cli_routes, cli_plc, cli_vision, cli_config_docs):
         area.register(sub, with_config)
 
     args = p.parse_args(argv)

@@ -111,7 +111,7 @@ def load_config(path: str | Path) -> Config:
             dotted = ".".join(str(p) for p in loc) or "(top)"
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
-                msg = "unknown key (check the spelling; see config/README or `sorter check-config`)"
+                msg = "unknown key (check the spelling; every key is in config/README.md, or run `sorter config-docs`)"
             problems.append(f"{path}:{_line_of(root, loc)}: {dotted}: {msg}")
         raise ConfigError(path, problems) from None
     problems = verify_line(cfg)

@@ -20,40 +20,60 @@ TABLE_SIZE = 65536
 
 
 class Signal(Strict):
-    """One named point in the I/O map."""
+    """One named point in the I/O map: a Modbus point (unit, table, address), or a channel of a serial
+    relay board."""
 
-    table: SignalTable = Field(description="Modbus table the signal lives in; `relay` = a channel of a serial relay board")
-    address: int = Field(ge=0, le=65535, description="0-based Modbus address (relay: 1-based channel)")
-    unit: int = Field(default=1, ge=0, le=247, description="Modbus unit (device) id")
-    words: Literal[1, 2] = Field(default=1, description="registers: 2 for a 32-bit counter (high word first)")
-    board: str | None = Field(default=None, description="relay board name (plc.relay_boards) for table: relay")
+    table: SignalTable = Field(description="Modbus table the signal lives in: discrete_input (photo-eyes and other "
+                                           "inputs), coil (outputs: diverters, lamps; readable too), input_register / "
+                                           "holding_register (encoder count, latch, mailbox, heartbeat); `relay` = a "
+                                           "channel of a serial relay board")
+    address: int = Field(ge=0, le=65535, description="0-based Modbus address (relay: 1-based channel). A manual that "
+                                                     "numbers from 1, or as 10001/30001/40001, means address 0 there")
+    unit: int = Field(default=1, ge=0, le=247, description="Modbus unit (device) id; an rtu:// url's unit= overrides "
+                                                           "it for every signal; 0 (broadcast) is refused on RS-485")
+    words: Literal[1, 2] = Field(default=1, description="registers: 2 for a 32-bit counter (high word first); the "
+                                                        "encoder count and the latched counts need 2")
+    board: str | None = Field(default=None, description="relay board name (plc.relay_boards) for table: relay; none "
+                                                        "for Modbus signals")
 
 
 class RelayBoard(Strict):
     """A serial relay board: the common USB boards take 4 bytes `A0 <ch> <state> <sum>` and answer
     nothing; some answer a status query (0xFF) with text lines `CH1:ON`."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$",
+                      description="board name, as `io:` signals with table: relay give it in board:")
     port: str = Field(min_length=1, description="serial device, e.g. /dev/ttyUSB0")
-    baud: int = Field(default=9600, ge=1200, le=921600)
-    channels: int = Field(default=4, ge=1, le=16)
-    protocol: Literal["lcus"] = "lcus"
+    baud: int = Field(default=9600, ge=1200, le=921600, description="serial speed, baud (the common boards: 9600)")
+    channels: int = Field(default=4, ge=1, le=16, description="relays on the board; relay signals use addresses "
+                                                              "1..channels")
+    protocol: Literal["lcus"] = Field(default="lcus", description="command set: lcus = the 4-byte A0 <ch> <state> "
+                                                                  "<sum> frames (the only one so far)")
     query: bool = Field(default=False, description="the board answers the 0xFF status query (read-back)")
-    timeout_s: float = Field(default=0.2, gt=0, le=5)
+    timeout_s: float = Field(default=0.2, gt=0, le=5, description="serial write timeout, and how long to wait for "
+                                                                  "the status query's answer, s")
 
 
 class Heartbeat(Strict):
     """Written every `period_ms`; the PLC/relay board drops outputs and stops induction when it stops."""
 
-    signal: str = Field(description="holding register (counts up) or coil (toggles)")
-    period_ms: float = Field(default=100, ge=10, le=5000)
+    signal: str = Field(description="`io:` signal written: a holding register counts up (wraps at 65535), a coil "
+                                    "toggles")
+    period_ms: float = Field(default=100, ge=10, le=5000,
+                             description="written this often, ms; set the PLC's or module's watchdog to several "
+                                         "periods (e.g. 500 ms for 100)")
 
 
 class SignalTower(Strict):
-    green: str | None = None
-    amber: str | None = None
-    red: str | None = None
-    buzzer: str | None = None
+    """The signal tower (stack light): green while sorting, amber while an alarm is active (or after an
+    e-stop or belt stop, until the line runs again), red in the safe state (starting, link lost,
+    stopped); the buzzer sounds with red. Each lamp is an `io:` output (coil or relay); none = not
+    fitted."""
+
+    green: str | None = Field(default=None, description="output of the green lamp: sorting, no alarm")
+    amber: str | None = Field(default=None, description="output of the amber lamp: an alarm is active")
+    red: str | None = Field(default=None, description="output of the red lamp: the safe state, nothing is sorted")
+    buzzer: str | None = Field(default=None, description="output of the buzzer: on with red")
 
 
 class InductLatch(Strict):
@@ -70,7 +90,7 @@ class Mailbox(Strict):
     """PLC-tracking mode: the PLC posts each new parcel id, the PC answers a chute number for that id
     before the deadline, the PLC posts where each parcel went. All holding registers.
 
-    The handshake (plc/mailbox.py):
+    The handshake:
     - new parcel: when a parcel's tail has cleared the induct photo-eye the PLC writes new_id (never
       0), new_head_count / new_length_mm when mapped, then increments new_seq. The PC polls it at the
       poll rate; a jump of new_seq by more than one is a parcel the PC missed (a `fault` record).
@@ -87,7 +107,8 @@ class Mailbox(Strict):
     new_seq: str = Field(description="PLC: counts parcels posted (16-bit)")
     new_id: str = Field(description="PLC: id of the newest parcel (16-bit)")
     new_head_count: str | None = Field(default=None, description="PLC: 32-bit encoder count at its head (for camera matching)")
-    new_length_mm: str | None = Field(default=None, description="PLC: its measured length in mm")
+    new_length_mm: str | None = Field(default=None, description="PLC: its measured length in mm (not mapped: "
+                                                                "line.min_length_mm is assumed)")
     answer_id: str = Field(description="PC: the parcel id answered (written last: it commits the answer)")
     answer_chute: str = Field(description="PC: chute number for answer_id (0 = reject)")
     result_seq: str = Field(description="PLC: counts results posted (16-bit)")
@@ -104,26 +125,57 @@ class Mailbox(Strict):
 
 
 class PlcConfig(Strict):
-    mode: Literal["direct", "plc_tracking"] = "direct"
+    """The link to the line's I/O (a PLC or a remote-I/O module, over Modbus TCP or RTU) and the
+    fail-safe signals. Every signal named here must be in `io:` with a suitable table."""
+
+    mode: Literal["direct", "plc_tracking"] = Field(
+        default="direct", description="direct: the PC reads the photo-eyes and the encoder and switches the diverter "
+                                      "outputs itself; plc_tracking: a PLC tracks the parcels and drives the "
+                                      "diverters, the PC answers chute numbers in plc.mailbox")
     url: str = Field(default="tcp://127.0.0.1:1502",
-                     description="tcp://HOST:PORT or rtu:///dev/ttyUSB0?baud=115200&parity=N&unit=1")
-    timeout_s: float = Field(default=0.25, gt=0, le=10)
+                     description="tcp://HOST:PORT or rtu:///dev/ttyUSB0?baud=115200&parity=N&unit=1 (also stopbits=, "
+                                 "bytesize=); `sorter run --plc` overrides it")
+    timeout_s: float = Field(default=0.25, gt=0, le=10,
+                             description="a request with no answer after this long, s, is unanswered: a read is "
+                                         "retried (retries), then the link counts as lost; a write leaves its output "
+                                         "unknown (switched off, its parcels to reject)")
     retries: int = Field(default=1, ge=0, le=5, description="a timed-out READ is retried this often (writes never)")
-    poll_hz: float = Field(default=1000, ge=10, le=5000)
-    reconnect_min_s: float = Field(default=0.2, gt=0, le=60)
-    reconnect_max_s: float = Field(default=5.0, gt=0, le=600)
-    max_late_ms: float = Field(default=8.0, ge=0.5, le=500, description="an output later than this is not switched (too_late)")
-    heartbeat: Heartbeat | None = None
-    tower: SignalTower | None = None
-    run_signal: str | None = Field(default=None, description="input: belt running (true = running)")
-    estop_signal: str | None = Field(default=None, description="input: e-stop circuit healthy (true = OK; wired fail-safe)")
-    induct_enable: str | None = Field(default=None, description="coil: induction allowed (off in the safe state)")
-    latch: InductLatch | None = None
-    mailbox: Mailbox | None = None
-    relay_boards: list[RelayBoard] = Field(default_factory=list, max_length=16)
+    poll_hz: float = Field(default=1000, ge=10, le=5000,
+                           description="every input is polled this often, Hz (1000 = each ms); a slower link polls "
+                                       "as fast as it can")
+    reconnect_min_s: float = Field(default=0.2, gt=0, le=60,
+                                   description="after a lost link, the first reconnection attempt after this, s; "
+                                               "the wait doubles up to reconnect_max_s")
+    reconnect_max_s: float = Field(default=5.0, gt=0, le=600,
+                                   description="the longest wait between reconnection attempts, s (not below "
+                                               "reconnect_min_s)")
+    max_late_ms: float = Field(default=8.0, ge=0.5, le=500,
+                               description="an output later than this is not switched (too_late), ms: its parcel "
+                                           "goes to reject, never a late fire")
+    heartbeat: Heartbeat | None = Field(default=None, description="the fail-safe heartbeat; none = no heartbeat")
+    tower: SignalTower | None = Field(default=None, description="the signal tower lamps; none = no tower")
+    run_signal: str | None = Field(default=None,
+                                   description="input: belt running (true = running); the belt stopping sends "
+                                               "the parcels in flight to reject; none = not wired")
+    estop_signal: str | None = Field(default=None,
+                                     description="input: e-stop circuit healthy (true = OK; wired fail-safe); "
+                                                 "false sends the parcels in flight to reject, outputs off")
+    induct_enable: str | None = Field(default=None,
+                                      description="coil: induction allowed (off in the safe state: starting, link "
+                                                  "lost, e-stop, shut down)")
+    latch: InductLatch | None = Field(default=None,
+                                      description="registers with the encoder count latched at each induct photo-eye "
+                                                  "edge (exact edge positions whatever the polling); none = edges are "
+                                                  "timed by the poll")
+    mailbox: Mailbox | None = Field(default=None, description="plc_tracking: the mailbox registers (required in "
+                                                              "that mode)")
+    relay_boards: list[RelayBoard] = Field(default_factory=list, max_length=16,
+                                           description="serial relay boards driving outputs (`io:` signals with "
+                                                       "table: relay)")
     test_mode: Literal["off", "fixed", "round_robin"] = Field(
-        default="off", description="commissioning: every parcel to test_chute, or to each chute in turn")
-    test_chute: str | None = None
+        default="off", description="commissioning: every parcel to test_chute, or to each chute in turn "
+                                   "(`sorter run --test-mode fixed:C05` or `round-robin` sets it)")
+    test_chute: str | None = Field(default=None, description="test_mode fixed: the chute id every parcel goes to")
 
     @field_validator("url")
     @classmethod

@@ -31,43 +31,59 @@ Engine = Literal["zbar", "zxing"]
 
 class CameraProperties(Strict):
     """Asked of the camera where OpenCV supports it; what the camera accepted is reported in its
-    health (``properties``: asked / got per property)."""
+    health (``properties``: asked / got per property). Omitted: the camera's own setting."""
 
-    width: int | None = Field(default=None, ge=16, le=10_000)
-    height: int | None = Field(default=None, ge=16, le=10_000)
-    fps: float | None = Field(default=None, gt=0, le=1000)
+    width: int | None = Field(default=None, ge=16, le=10_000, description="frame width asked, px")
+    height: int | None = Field(default=None, ge=16, le=10_000, description="frame height asked, px")
+    fps: float | None = Field(default=None, gt=0, le=1000, description="frames per second asked")
     exposure: float | None = Field(default=None, description="driver units (V4L2: 100 µs steps; <0: log2 s)")
-    auto_exposure: bool | None = None
-    gain: float | None = None
-    focus: float | None = None
-    autofocus: bool | None = None
+    auto_exposure: bool | None = Field(default=None, description="automatic exposure on/off (off, with a short "
+                                                                 "exposure, for sharp bars on a moving belt)")
+    gain: float | None = Field(default=None, description="sensor gain, driver units")
+    focus: float | None = Field(default=None, description="manual focus position, driver units (with autofocus: "
+                                                          "false)")
+    autofocus: bool | None = Field(default=None, description="automatic focus on/off (off on a fixed mount)")
     fourcc: str | None = Field(default=None, pattern=r"^[A-Za-z0-9 ]{4}$", description="e.g. MJPG, YUYV")
-    buffer_size: int | None = Field(default=None, ge=1, le=64)
+    buffer_size: int | None = Field(default=None, ge=1, le=64,
+                                    description="frames the driver buffers (1 = always the newest; not every "
+                                                "driver takes it)")
 
 
 class CameraConfig(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    """One camera (or fixed-mount code reader) over the scan zone; each runs in its own process,
+    decoding what it sees at a lower priority than the timing process."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$",
+                      description="camera name: in the records and on the page, in `sorter camera test NAME` and "
+                                  "`sorter calibrate … NAME`, and the default calibration/NAME.json")
     source: str = Field(min_length=1, max_length=500,
                         description="sim://NAME, usb:N or N, rtsp://…, http://…, a video file, a folder of "
                                     "images, serial:/dev/ttyUSB0?baud=115200, reader://HOST:PORT")
-    position_mm: float = Field(ge=0, le=100_000, description="belt position at the centre of the view")
+    position_mm: float = Field(ge=0, le=100_000, description="belt position at the centre of the view, mm (inside "
+                                                             "the scan zone)")
     view_mm: float = Field(default=300, gt=0, le=5000,
                            description="length of belt the camera sees along the travel: a parcel is out of "
                                        "view once its tail is half this past position_mm")
-    symbologies: list[Symbology] = Field(default_factory=lambda: list(SYMBOLOGIES))
+    symbologies: list[Symbology] = Field(default_factory=lambda: list(SYMBOLOGIES),
+                                         description="barcode types decoded; fewer is faster. Waybills are mostly "
+                                                     "code128; QR codes may carry the waybill too")
     engines: list[Engine] = Field(default_factory=lambda: ["zbar", "zxing"], min_length=1,
                                   description="decoding engines, in order: zxing retries what zbar missed "
                                               "and reads Data Matrix / PDF417")
-    nice: int = Field(default=10, ge=0, le=19, description="decoders yield the CPU to the timing loop")
+    nice: int = Field(default=10, ge=0, le=19, description="process priority of the decoder (0 = normal, 19 = "
+                                                           "lowest): decoders yield the CPU to the timing loop")
     max_frame_age_ms: float = Field(default=800, ge=10, le=60_000,
                                     description="a frame older than this when its turn comes is dropped: "
                                                 "its parcel is past deciding, and decoding it would only delay the next")
-    properties: CameraProperties = CameraProperties()
-    calibration: Path | None = Field(default=None, description="pixel -> belt mm calibration (tools/calibrate.py "
+    properties: CameraProperties = Field(default=CameraProperties(),
+                                         description="settings asked of the camera (cameras only, not code readers)")
+    calibration: Path | None = Field(default=None, description="pixel -> belt mm calibration (`sorter calibrate` "
                                      "writes it); default calibration/NAME.json next to the config, if present")
     read_rate_floor: float = Field(default=0.95, ge=0, le=1, description="alarm when the read rate over the "
-                                   "last read_rate_window parcels falls below this")
-    read_rate_window: int = Field(default=200, ge=10, le=100_000)
+                                   "last read_rate_window parcels falls below this (0.95 = 95 %; 0 = never)")
+    read_rate_window: int = Field(default=200, ge=10, le=100_000,
+                                  description="parcels the read rate is measured over (the alarm needs at least "
+                                              "50 of them, or all when fewer)")
     stall_s: float = Field(default=5.0, ge=0.5, le=600, description="a free-running camera that delivers no frame "
                                                                      "for this long is reopened")
     ring_mb: float = Field(default=96, ge=4, le=4096, description="shared-memory frame ring (hand-off + the "
