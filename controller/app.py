@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from sorter.controller.config.line import Config
+from sorter.controller.routing.inbox import pending_files
 from sorter.controller.service.processes import CTX, spawn, stop_process
 from sorter.controller.service.service import Service
 from sorter.messages import (SimFailed, SimForce, SimOutage, SimOutageDone, SimReady, SimRefuse, SimReport,
@@ -205,8 +206,9 @@ class App:
             try:
                 log.debug("starting %s", part.name)
                 part.start()
-            except BaseException:
-                log.error("%s did not start; stopping what had started", part.name)
+            except BaseException as exc:
+                (log.info if isinstance(exc, StartError) else log.error)(
+                    "%s did not start; stopping what had started", part.name)
                 self.stop()
                 raise
             self.started.append(part)
@@ -230,19 +232,22 @@ class App:
 
     # ------------------------------------------------------------------ running
     def wait_ready(self, timeout: float = 60) -> None:
-        """The controller polls the line and every camera is connected (parcels may start)."""
+        """The controller polls the line and every camera is connected (parcels may start); on the
+        simulated line, the carriers' first pre-advice is imported too."""
         end = time.monotonic() + timeout
         svc = self.svc
         while time.monotonic() < end:
             ts = svc.timing_status
+            advised = svc.inbox is None or not pending_files(svc.inbox.folder)
             if ts.get("plc", {}).get("connected") and ts.get("counters", {}).get("polls", 0) > READY_POLLS \
-                    and all(h.up for h in svc.cameras.values()):
+                    and all(h.up for h in svc.cameras.values()) and advised:
                 return
             if self.stop_requested.wait(0.05):
                 return
-        raise StartError("the controller did not connect to the line in time "
+        raise StartError("the controller did not get ready in time "
                          f"(I/O: {svc.timing_status.get('plc')}, cameras: "
-                         f"{[(h.name, h.up, h.last_error) for h in svc.cameras.values()]})")
+                         f"{[(h.name, h.up, h.last_error) for h in svc.cameras.values()]}, advice files waiting: "
+                         f"{len(pending_files(svc.inbox.folder)) if svc.inbox else 0})")
 
     def handle_signals(self) -> None:
         """The one place signals are handled (main thread only): TERM and INT stop, HUP reloads routes."""

@@ -77,7 +77,8 @@ def imports_of(module: str, path: Path) -> list[tuple[int, str]]:
                 target = node.module or ""
             out.append((node.lineno, target))
             out += [(node.lineno, f"{target}.{a.name}") for a in node.names]
-    return [(n, t) for n, t in out if t == "sorter" or t.startswith("sorter.")]
+    # `from sorter import logs` names the top package too: its __init__ is only a docstring
+    return [(n, t) for n, t in out if t.startswith("sorter.")]
 
 
 def test_every_module_is_in_a_layer():

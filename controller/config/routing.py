@@ -64,9 +64,28 @@ class RoutingConfig(Strict):
     towns: Path | None = Field(default=None, description="gazetteer (towns.yaml); default: the towns the rules name")
     carriers: Path | None = Field(default=None, description="carriers' waybill formats (carriers.yaml); default: built in")
     lookup: LookupConfig | None = Field(default=None, description="real-time lookup of waybills not in the manifest")
+    manifest_inbox: Path | None = Field(
+        default=None, description="folder the carriers' advice files are dropped into (e.g. by SFTP): every "
+        "complete *.csv / *.json in it is imported into the manifest as `sorter manifest import` does, then moved "
+        "to done/ (or to refused/, with a .why naming the bad lines). Upload as NAME.csv.part and rename when "
+        "complete, or the file is taken once it is a second old. Unset: no inbox (`sorter sim` uses "
+        "MANIFEST-inbox/ beside the manifest MANIFEST.db)")
 
     def resolve(self, base: Path) -> "RoutingConfig":
         """The same with every relative path made relative to `base` (the line file's folder)."""
-        upd = {k: base / getattr(self, k) for k in ("routes", "manifest", "towns", "carriers")
+        upd = {k: base / getattr(self, k) for k in ("routes", "manifest", "towns", "carriers", "manifest_inbox")
                if getattr(self, k) is not None}
         return self.model_copy(update=upd)
+
+
+def manifest_inbox_folder(routing: RoutingConfig, sim: bool = False) -> Path | None:
+    """The advice inbox of a line: `routing.manifest_inbox`, or when unset and the line is the
+    simulated one (`sorter sim`, the test drives), `STEM-inbox/` beside the manifest STEM.db (named
+    after it: two lines whose manifests share a folder must not share an inbox). The one place both
+    the simulated carriers (who write there) and the importer (who reads there) ask."""
+    if routing.manifest_inbox is not None:
+        return Path(routing.manifest_inbox)
+    if not sim:
+        return None
+    m = Path(routing.manifest)
+    return m.parent / f"{m.stem}-inbox"

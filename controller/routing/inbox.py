@@ -112,6 +112,7 @@ class ManifestInbox:
         self._path = None if self._manifest is not None else Path(manifest)
         self.settle_s, self.show_bad, self.cache_mb = settle_s, show_bad, cache_mb
         self._handled: set[tuple[str, int, int]] = set()   # (name, size, mtime_ns) imported but not moved
+        self._failed: dict[str, str] = {}                  # name -> why its import failed (to be retried)
         self._lock = threading.Lock()
         self.last: list[InboxResult] = []
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -140,8 +141,12 @@ class ManifestInbox:
         try:
             rep = import_file(self.manifest, path)
         except Exception as exc:   # the manifest is locked or the disk full: the file stays for the next poll
-            log.warning("manifest inbox: %s: import failed, will retry: %s", path, exc)
-            return InboxResult(path.name, "error", None, None, f"{path}: import failed: {exc}")
+            why = f"{path}: import failed: {exc}"
+            if self._failed.get(path.name) != why:   # said once, not every half second
+                log.warning("manifest inbox: %s (tried again at each poll)", why)
+            self._failed[path.name] = why
+            return InboxResult(path.name, "error", None, None, why)
+        self._failed.pop(path.name, None)
         bad = rep.error is not None or rep.bad_count > 0
         dest = _free_name(self.folder / (REFUSED if bad else DONE), path.name)
         why = None

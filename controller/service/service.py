@@ -18,8 +18,10 @@ from collections import deque
 from pathlib import Path
 
 from sorter.controller.config.line import Config
+from sorter.controller.config.routing import manifest_inbox_folder
 from sorter.controller.config.vision import noread_dir
 from sorter.controller.records.store import RecordStore, RecordWriter
+from sorter.controller.routing.inbox import ManifestInbox
 from sorter.controller.routing.router import Router
 from sorter.controller.service.camera_health import CameraHealth
 from sorter.controller.service.processes import CTX, spawn, stop_process
@@ -61,6 +63,7 @@ class Service:
         self._snapshot: dict = {}
         self.sim_status: dict | None = None
         self.lookup = None
+        self.inbox: ManifestInbox | None = None
         self._routing_lock = threading.Lock()
 
     # ---------------------------------------------------------------- parts (the wiring starts them in order)
@@ -79,9 +82,32 @@ class Service:
         # asks the carriers' real-time service about waybills missing from the manifest (if configured)
         self.lookup = LookupService.from_config(self.cfg, self.router)
 
+        # carriers' pre-advice dropped as files (SFTP, or the simulated carriers) is imported here
+        folder = manifest_inbox_folder(self.cfg.routing, sim=self.mode == "sim")
+        if folder is not None:
+            self.inbox = ManifestInbox(folder, self.cfg.routing.manifest, settle_s=0 if self.mode == "sim" else 1.0)
+            self._inbox_stop = threading.Event()
+            # a thread of its own: a file of millions of rows takes tens of seconds to import
+            self.inbox_thread = threading.Thread(target=self._watch_inbox, name="manifest-inbox", daemon=True)
+            self.inbox_thread.start()
+
     def close_routing(self) -> None:
+        if self.inbox is not None:
+            self._inbox_stop.set()
+            self.inbox_thread.join(60)  # an import in progress is finished, not cut
         if self.lookup is not None:
             self.lookup.close()
+
+    def _watch_inbox(self) -> None:
+        while not self._inbox_stop.wait(0.5):
+            for r in self.inbox.poll():
+                if r.status == "refused":
+                    first = (r.why or "").splitlines()[0] if r.why else ""
+                    self.alarms.raise_("manifest_inbox", f"advice file {r.name} refused: {first} "
+                                                         f"(details in {r.moved_to}.why)")
+                elif r.status == "done":
+                    self.alarms.clear("manifest_inbox")
+        self.inbox.close()
 
     def start_timing(self) -> None:
         self.timing_conn, child_end = CTX.Pipe(duplex=True)

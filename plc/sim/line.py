@@ -1,22 +1,34 @@
 """The simulated line's process: the Modbus I/O module, the parcels' physics, the carriers'
-pre-advice (manifest rows written ahead of the parcels), and the truth about every parcel.
+pre-advice, and the truth about every parcel.
 
-Talks to `sorter sim` over a pipe: ("start", t0_mono) starts the parcels; ("report",) returns the
-truth report; ("stop",) ends it.
+The carriers' pre-advice goes where a real carrier's goes: manifest CSV files dropped into the
+line's advice inbox (`manifest_inbox_folder`), written as NAME.csv.part and renamed when complete,
+for the controller's inbox to import as `sorter manifest import` would. The simulated line never
+writes into the manifest itself, and judges each parcel by its own truth table (advice.py), so a
+fault in the import or the routing shows up as a mis-sort.
+
+Talks to the wiring (controller/app.py) over a pipe, in the typed messages of sorter/messages.py:
+SimStart starts the parcels, SimReportRequest is answered with the truth report (SimReport), Stop
+(or the pipe closing) ends it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
 import logging
 import os
 import selectors
 import statistics
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 from sorter.controller.config.line import Config
-from sorter.controller.routing.manifest import Manifest
+from sorter.controller.config.routing import manifest_inbox_folder
+from sorter.messages import (SimFailed, SimForce, SimOutage, SimOutageDone, SimReady, SimRefuse, SimReport,
+                              SimReportRequest, SimStart, Stop)
 from sorter.plc.sim.advice import SimAdvice
 from sorter.plc.sim.modbus_server import SimIOModule, start_server
 from sorter.plc.sim.parcels import ParcelPlan
@@ -25,30 +37,44 @@ from sorter.plc.sim.physics import LinePhysics
 log = logging.getLogger("sorter.sim")
 MANIFEST_AHEAD = 2000  # parcels of pre-advice kept ahead of induction in an endless run
 KEEP_ENDLESS = 20_000  # an endless run remembers this many parcels (its memory stays flat for months)
+ADVICE_COLUMNS = ("waybill", "town", "sort_code", "address")   # header names `sorter manifest import` reads
 
 
 class SimLine:
-    def __init__(self, cfg: Config, seed: int, n_parcels: int | None, plan: ParcelPlan):
+    """The simulated line. `importer(path)`, when given, is called with each advice file as soon as
+    it is written (the in-process test drives, which run no inbox of their own); `sorter sim`
+    leaves the files to the controller's inbox."""
+
+    def __init__(self, cfg: Config, seed: int, n_parcels: int | None, plan: ParcelPlan,
+                 inbox: Path | None = None, importer: Callable[[Path], object] | None = None):
         self.cfg, self.seed, self.n, self.plan = cfg, seed, n_parcels, plan
         self.physics: LinePhysics | None = None
         self.module = SimIOModule(cfg, _IdleLine(cfg))
-        self.advice = SimAdvice(cfg, seed)   # the carriers' pre-advice and the truth (routing's files)
-        self.routes = self.advice.table
-        self.manifest = Manifest(cfg.routing.manifest)
+        self.advice = SimAdvice(cfg, seed)   # the carriers' pre-advice and the truth (the sim's own table)
+        self.inbox = Path(inbox) if inbox is not None else manifest_inbox_folder(cfg.routing, sim=True)
+        self.importer = importer
+        # names sort in the order the files were written, whatever runs came before in the folder
+        self.tag = f"sim-advice-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-s{seed}"
         self.advised = 0
 
-    def advise(self, upto: int) -> None:
-        """Send the carriers' pre-advice for parcels [advised, upto) to the manifest."""
+    def advise(self, upto: int) -> Path | None:
+        """Send the carriers' pre-advice for parcels [advised, upto): one manifest CSV file in the
+        inbox (then, with an importer, imported at once). Returns the file (None: nothing to send)."""
         if self.n is not None:
             upto = min(upto, self.n)
+        first = self.advised
         rows = []
-        for i in range(self.advised, upto):
+        for i in range(first, upto):
             p = self.plan.get(i)
             if p.in_manifest:
                 rows.append(self.advice.row(p))
-        if rows:
-            self.manifest.upsert(rows)
         self.advised = max(self.advised, upto)
+        if not rows:
+            return None
+        path = write_advice(self.inbox, f"{self.tag}-{first:09d}", rows)
+        if self.importer is not None:
+            self.importer(path)
+        return path
 
     def start(self, t0: float) -> None:
         if self.cfg.plc.mode == "plc_tracking":  # a PLC that tracks parcels and drives its diverters itself
@@ -61,8 +87,7 @@ class SimLine:
     def expected_chute(self, p) -> str | None:
         if p.expected_outcome != "sorted":
             return None
-        chute = self.advice.expected_chute(p)
-        return chute
+        return self.advice.expected_chute(p)
 
     def report(self) -> dict:
         ph = self.physics
@@ -82,16 +107,16 @@ class SimLine:
                 continue
             fate = ph.fates.get(i)
             want = self.expected_chute(p)
-            ok_chutes = set(self.advice.expected_chutes(p)) if want else {reject}  # a group: any of its chutes
+            chutes = self.advice.expected_chutes(p) if want else ()
+            ok_chutes = set(chutes) if want else {reject}  # a group: any of its chutes
             if p.expected_outcome == "multi_read" and p.waybill_visible and p.in_manifest:
                 # a camera that missed the stale second label routes by the real one: its town's
                 # chute is where the parcel belongs too (not a mis-sort, though not the expected reject)
                 ok_chutes |= set(self.advice.expected_chutes(p))
-            chute_cfg = self.cfg.chute(want) if want else None
             t_in = ph.t0 + p.head_s
-            if want and fate and ph.full_between(want, t_in, fate.t_mono + 0.5):
-                # the chute filled up on the way: reject or the alternate are right, not a mis-sort
-                ok_chutes |= {reject, chute_cfg.alternate}
+            if want and fate and all(ph.full_between(c, t_in, fate.t_mono + 0.5) for c in chutes):
+                # its chutes filled up on the way: reject or the alternate are right, not a mis-sort
+                ok_chutes |= {reject} | self.advice.alternates(p)
             elif want:
                 out["expected_sorted"] += 1
             if fate is not None:
@@ -104,8 +129,8 @@ class SimLine:
                     out["landed_as_wanted"] += 1
                 if fate.chute not in ok_chutes:
                     out["mis_sorted"] += 1
-                    out["mis_sorts"].append({"index": i, "waybill": p.waybill, "want": sorted(c for c in ok_chutes if c),
-                                             "got": fate.chute})
+                    out["mis_sorts"].append({"index": i, "waybill": p.waybill, "town": p.town,
+                                             "want": sorted(c for c in ok_chutes if c), "got": fate.chute})
                 if fate.fire_error_ms is not None:
                     errors.append(fate.fire_error_ms)
             out["parcels"].append({"index": i, "induct_mono": t_in, "expected": p.expected_outcome,
@@ -138,11 +163,24 @@ class _IdleLine:
 
 
 async def _serve(sim: SimLine, conn: Connection, host: str, port: int) -> None:
-    server, bound = await start_server(sim.module, host, port)
-    conn.send(("ready", bound))
+    try:
+        server, bound = await start_server(sim.module, host, port)
+    except (OSError, RuntimeError) as exc:  # pymodbus raises RuntimeError("Could not start listen") when the port is taken
+        conn.send(SimFailed(f"the simulated line cannot listen on {host}:{port} ({exc}): another program has "
+                            "the port; set sim.modbus_port in the config or pass --modbus-port (0 = any free port)"))
+        return
+    conn.send(SimReady(bound))
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue = asyncio.Queue()
-    loop.add_reader(conn.fileno(), lambda: inbox.put_nowait(conn.recv()))
+
+    def receive() -> None:
+        try:
+            inbox.put_nowait(conn.recv())
+        except (EOFError, OSError):  # the parent is gone: nobody to simulate for
+            loop.remove_reader(conn.fileno())
+            inbox.put_nowait(Stop())
+
+    loop.add_reader(conn.fileno(), receive)
     try:
         while True:
             try:
@@ -150,40 +188,55 @@ async def _serve(sim: SimLine, conn: Connection, host: str, port: int) -> None:
             except asyncio.TimeoutError:
                 msg = None
             if sim.physics is not None and sim.n is None:
-                sim.advise(sim.physics.next_index + MANIFEST_AHEAD)
+                # a file of about MANIFEST_AHEAD / 2 parcels whenever the advice ahead runs short
+                if sim.advised < sim.physics.next_index + MANIFEST_AHEAD // 2:
+                    sim.advise(sim.physics.next_index + MANIFEST_AHEAD)
                 sim.physics.forget_before(sim.physics.next_index - KEEP_ENDLESS // 2)
+            kind = type(msg)
             if msg is None:
                 continue
-            if msg[0] == "start":
-                sim.start(msg[1])
-            elif msg[0] == "report":
+            if kind is SimStart:
+                sim.start(msg.t0_mono)
+            elif kind is SimReportRequest:
                 if sim.physics is not None:
                     sim.physics.advance(time.monotonic())
-                conn.send(("report", sim.report()))
-            elif msg[0] == "outage":
+                conn.send(SimReport(sim.report()))
+            elif kind is SimOutage:
                 # the I/O module goes away (power cut, cable pulled) and comes back: the belt runs on
                 await server.shutdown()
-                await asyncio.sleep(msg[1])
+                await asyncio.sleep(msg.seconds)
                 server, _ = await start_server(sim.module, host, bound)
-                conn.send(("outage_done",))
-            elif msg[0] == "force":
-                _, name, value = msg
-                if value is None:
-                    sim.module.forced.pop(name, None)
+                conn.send(SimOutageDone())
+            elif kind is SimForce:
+                if msg.value is None:
+                    sim.module.forced.pop(msg.signal, None)
                 else:
-                    sim.module.forced[name] = value
-            elif msg[0] == "refuse":
-                sim.module.refuse = set(msg[1])
-            elif msg[0] == "stop":
+                    sim.module.forced[msg.signal] = msg.value
+            elif kind is SimRefuse:
+                sim.module.refuse = set(msg.signals)
+            elif kind is Stop:
                 break
     finally:
         await server.shutdown()
 
 
+def write_advice(folder: Path, stem: str, rows: list[tuple]) -> Path:
+    """Write advice rows as folder/STEM.csv (UTF-8, the header `sorter manifest import` reads):
+    into STEM.csv.part first, renamed when complete, so an importer never sees half a file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    final, part = folder / f"{stem}.csv", folder / f"{stem}.csv.part"
+    with open(part, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(ADVICE_COLUMNS)
+        w.writerows(["" if v is None else v for v in row] for row in rows)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(part, final)
+    return final
+
+
 def sim_line_main(cfg: Config, seed: int, n_parcels: int | None, conn: Connection,
                   plan_kwargs: dict, host: str = "127.0.0.1") -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s sim %(levelname)s %(message)s")
-    logging.getLogger("pymodbus").setLevel(logging.ERROR)
     plan = ParcelPlan(cfg, seed, keep=None if n_parcels else KEEP_ENDLESS, **plan_kwargs)
     sim = SimLine(cfg, seed, n_parcels, plan)
     sim.advise(n_parcels if n_parcels is not None else MANIFEST_AHEAD)

@@ -63,7 +63,9 @@ class ParcelPlan:
         self.rate_pph = rate_pph or cfg.sim.rate_pph
         self.length_mm = length_mm or cfg.sim.length_mm
         self.speed_mm_s = (belt_speed_mps or cfg.line.belt_speed_mps) * 1000.0
-        self.towns = list(cfg.sim.towns) or [c.name for c in cfg.line.chutes if c.diverter]
+        # the towns of the truth table (advice.py), or without one the towns the chutes are named after
+        self.towns = list(cfg.sim.towns) or list(dict.fromkeys(d.town for d in cfg.sim.destinations)) or \
+            [c.name for c in cfg.line.chutes if c.diverter and c.id != cfg.line.manual_chute]
         share = np.array(CARRIER_WEIGHTS, dtype=float)
         self.carriers, self.share = list(CARRIER_CODES), share / share.sum()
         mean_len = sum(self.length_mm) / 2

@@ -1,15 +1,14 @@
 """Real-shaped waybill numbers and product barcodes for the simulated line.
 
-Every number made here is recognised as its own carrier by `controller.carriers.CarrierTable`
-(S10 numbers carry a correct check digit), so the simulator exercises the same format rules as
-the live line.
+Every number made here has the shape the carriers use (and the controller's carrier table should
+recognise as that carrier); S10 numbers and EAN-13 codes carry their check digits. The check
+digits are computed here from the standards (UPU S10, GS1), not with the controller's code: the
+simulated line tests the carrier recogniser and must not share its mistakes.
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-from sorter.controller.routing.carriers import gtin_check_digit, s10_check_digit
 
 # (carrier, share of parcels): roughly the 2023-24 national express market; the county
 # co-delivery centre sees mostly the "通达系" networks plus J&T, fewer SF/EMS/JD parcels.
@@ -37,6 +36,20 @@ def _digits(rng: np.random.Generator, n: int) -> str:
 
 def _pick(rng: np.random.Generator, options) -> str:
     return options[int(rng.integers(0, len(options)))]
+
+
+def s10_check_digit(serial: str) -> int:
+    """UPU S10 check digit of an 8-digit serial number: weights 8 6 4 2 3 5 9 7, then 11 minus the
+    sum modulo 11, where 10 is written 0 and 11 is written 5."""
+    c = 11 - sum(w * int(d) for w, d in zip((8, 6, 4, 2, 3, 5, 9, 7), serial, strict=True)) % 11
+    return {10: 0, 11: 5}.get(c, c)
+
+
+def gs1_check_digit(body: str) -> int:
+    """GS1 mod-10 check digit (EAN-13, EAN-8, UPC-A) of the digits before it: from the right,
+    weights 3 1 3 1 ...; the digit that brings the sum to a multiple of ten."""
+    weighted = sum(int(d) * (1 if i % 2 else 3) for i, d in enumerate(body[::-1]))
+    return -weighted % 10
 
 
 def s10(rng: np.random.Generator, service: str, country: str = "CN") -> str:
@@ -93,4 +106,4 @@ def make_waybill(carrier: str, rng: np.random.Generator) -> str:
 def make_ean13(rng: np.random.Generator) -> str:
     """An EAN-13 product code with a Chinese (GS1 China, 690-699) prefix and a valid check digit."""
     body = "69" + str(int(rng.integers(0, 10))) + _digits(rng, 9)
-    return body + str(gtin_check_digit(body))
+    return body + str(gs1_check_digit(body))
