@@ -1,4 +1,4 @@
-"""Real-time lookup (controller/lookup.py) against real HTTP servers on 127.0.0.1: one that
+"""Real-time lookup (controller/routing/lookup.py) against real HTTP servers on 127.0.0.1: one that
 answers, a slow one, a dead one; the decision in the timing process is never delayed by it."""
 
 import json

@@ -1,16 +1,16 @@
 """The technician's camera-calibration tool: pixel -> belt millimetres for one camera.
 
     # print a target (a chessboard; 9x6 inner corners, 25 mm squares at 300 dpi)
-    python tools/calibrate.py target board.png --chessboard 9x6 --square-mm 25
+    sorter calibrate target board.png --chessboard 9x6 --square-mm 25
     # lay it flat on the belt under the camera, then (from a saved frame or straight from the camera):
-    python tools/calibrate.py chessboard top --config line.yaml --image frame.png --chessboard 9x6 --square-mm 25 --downstream right
-    python tools/calibrate.py chessboard top --config line.yaml --grab --chessboard 9x6 --square-mm 25
+    sorter calibrate chessboard top --config line.yaml --image frame.png --chessboard 9x6 --square-mm 25 --downstream right
+    sorter calibrate chessboard top --config line.yaml --grab --chessboard 9x6 --square-mm 25
     # or two marks along the belt a known distance apart (camera looking straight down):
-    python tools/calibrate.py points top --config line.yaml --point 212,380=0 --point 861,371=500 --frame-size 1024x768
+    sorter calibrate points top --config line.yaml --point 212,380=0 --point 861,371=500 --frame-size 1024x768
     # check: where a pixel lies on the belt
-    python tools/calibrate.py check top --config line.yaml --pixel 512,384 --pixel 900,380
+    sorter calibrate check top --config line.yaml --pixel 512,384 --pixel 900,380
 
-(also ``sorter calibrate …``). The calibration is written atomically to ``calibration/CAMERA.json``
+(or ``python -m sorter.tools.calibrate …``). The calibration is written atomically to ``calibration/CAMERA.json``
 next to the config (or ``cameras[].calibration``), the previous one kept as a dated ``.bak``; the
 camera workers load it when they start (restart the service, or the camera, to apply it).
 """

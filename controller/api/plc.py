@@ -1,4 +1,4 @@
-"""HTTP endpoints for the line's I/O, mounted by controller/webserver.py.
+"""HTTP endpoints for the line's I/O, mounted by controller/api/server.py.
 
 GET /api/io            the live I/O as the timing process last reported it (4 times a second):
                        connection, mode, every input's value, outputs on, safe-state reason,

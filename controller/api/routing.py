@@ -1,4 +1,4 @@
-"""HTTP endpoints for routing, mounted by controller/webserver.py.
+"""HTTP endpoints for routing, mounted by controller/api/server.py.
 
     GET  /api/routes            the route table on disk: version, rules, default, intercept, notes
                                 (and the version in force in the timing process)

@@ -1,4 +1,4 @@
-"""HTTP endpoints for cameras, mounted by controller/webserver.py (all read-only):
+"""HTTP endpoints for cameras, mounted by controller/api/server.py (all read-only):
 
 - ``GET /api/noreads?limit=N``: the kept no-read images, newest first (file, run_id, parcel_id,
   camera, bytes, time);

@@ -1,5 +1,5 @@
 """`sorter plc probe|watch|pulse`: commissioning commands for technicians (registered by
-controller/cli.py), and the test modes of `sorter run` (--test-mode fixed:CHUTE | round-robin).
+controller/cli/main.py), and the test modes of `sorter run` (--test-mode fixed:CHUTE | round-robin).
 
 All take --config FILE and --plc URL (tcp://HOST:PORT or rtu:///dev/ttyUSB0?baud=115200&parity=N&unit=1)
 to override the connection. They talk to the line through the same driver as the timing loop.
@@ -209,7 +209,7 @@ def register(sub: argparse._SubParsersAction, with_config) -> None:
 
 # ---------------------------------------------------------------- `sorter run` test modes
 def add_run_test_args(parser: argparse.ArgumentParser) -> None:
-    """For controller/cli.py's `run` parser."""
+    """For controller/cli/main.py's `run` parser."""
     parser.add_argument("--test-mode", metavar="fixed:CHUTE|round-robin",
                         help="commissioning: send every parcel to CHUTE, or to each chute in turn, whatever its reads")
 

@@ -1,4 +1,4 @@
-"""`sorter` subcommands for the routing area (registered by controller/cli.py):
+"""`sorter` subcommands for the routing area (registered by controller/cli/main.py):
 
     sorter routes check --config FILE
     sorter routes test  --config FILE WAYBILL [--town T] [--address TEXT] [--sort-code CODE]

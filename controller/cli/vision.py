@@ -1,4 +1,4 @@
-"""`sorter` subcommands for the vision area (registered by controller/cli.py).
+"""`sorter` subcommands for the vision area (registered by controller/cli/main.py).
 
     sorter camera test NAME [--frames N] [--save DIR] [--json]   open a camera as the worker would,
         set its properties, print what it accepted, decode N frames, print fps / decode ms / reads

@@ -252,7 +252,7 @@ class Router:
         (waybill, carrier), = found.items()
         row = self.manifest.lookup_row(waybill)
         if row is None:
-            # the real-time lookup (service process, controller/lookup.py) may have left a note:
+            # the real-time lookup (service process, controller/routing/lookup.py) may have left a note:
             # it is never waited for here
             note = self.manifest.lookup_note(waybill)
             why = f"waybill {waybill} not in manifest"

@@ -2,7 +2,7 @@
 
 The PLC, not the PC, knows where each parcel is and switches the diverters: exactly, at the moment
 the parcel's head reaches the diverter (minus its lead and actuation). It talks to the PC only
-through the mailbox registers (plc.mailbox; the handshake is described in plc/config.py):
+through the mailbox registers (plc.mailbox; the handshake is described in controller/config/plc.py):
 
 - when a parcel's tail clears the induct photo-eye it posts new_id (index + 1, never 0), the
   encoder count at its head and its length, and increments new_seq;
