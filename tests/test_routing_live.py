@@ -1,71 +1,74 @@
-"""Routing while the simulated line runs (reloads that fail and succeed between parcels), the
-routing HTTP endpoints, and manifest files: GBK/UTF-8 CSV with every column, JSON, old files."""
+"""Routing while the real timing loop runs (reloads that fail and succeed between parcels, on a
+virtual clock), the routing HTTP endpoints, and manifest files: GBK/UTF-8 CSV with every column,
+JSON, old files."""
 
 import json
-import shutil
 import sqlite3
 from collections import Counter
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-import tests.linedrive as linedrive
 from sorter.controller.api.routing import router as routing_router
-from sorter.controller.config.load import load_config
 from sorter.controller.routing.manifest import Manifest
 from sorter.controller.routing.router import Router
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def line_in(tmp: Path, **sim):
-    cfg = load_config(ROOT / "config/wenling-line1.yaml")
-    shutil.copy(ROOT / "config/wenling-routes.yaml", tmp / "routes.yaml")
-    cfg = linedrive.tmp_config(cfg, tmp, **sim)
-    routing = cfg.routing.model_copy(update={"routes": tmp / "routes.yaml"})
-    return cfg.model_copy(update={"routing": routing})
+from sorter.messages import InstallRouting
+from sorter.plc.sim.parcels import ParcelPlan
+from tests.virtual_line import WALL0, VirtualLine, check_invariants
 
 
-def test_reload_fails_then_succeeds_while_the_line_runs(tmp_path, monkeypatch):
-    cfg = line_in(tmp_path, p_sort_code=0.2, p_address=0.2)
-    routes = tmp_path / "routes.yaml"
+def test_reload_fails_then_succeeds_while_the_line_runs(example_config):
+    """As the service does it: the routing files are parsed in the service process (here, a Router
+    of its own); a refused file changes nothing, a good one reaches the timing loop as InstallRouting
+    and routes every parcel decided after it."""
+    cfg = example_config(sim__p_sort_code=0.2, sim__p_address=0.2, sim__rate_pph=12000)
+    routes = cfg.routing.routes
     good = routes.read_text(encoding="utf-8")
+    plan = ParcelPlan(cfg, 1)
+    line = VirtualLine(cfg, plan, 200, 1)
+    service = Router.from_config(cfg)
     results = []
 
-    class Reloading(Router):
-        n = 0
+    def bad_edit():     # refused: the table in force stays, nothing is sent
+        routes.write_text(good.replace("chute: C06}", "chute: C66}", 1), encoding="utf-8")
+        results.append((line.now_s, *service.reload()))
 
-        def decide(self, reads, available=lambda c: True):
-            Reloading.n += 1
-            if Reloading.n == 60:      # a bad edit: refused, the table in force stays
-                routes.write_text(good.replace("chute: C06}", "chute: C66}", 1), encoding="utf-8")
-                results.append(self.reload())
-            if Reloading.n == 120:     # a good edit: swapped in between two parcels
-                routes.write_text(good + "# edited\n", encoding="utf-8")
-                results.append(self.reload())
-            return super().decide(reads, available)
+    def good_edit():    # swapped in between two parcels
+        routes.write_text(good + "# edited\n", encoding="utf-8")
+        ok, msg = service.reload()
+        results.append((line.now_s, ok, msg))
+        if ok:
+            line.send(InstallRouting(service.state))
 
-    monkeypatch.setattr(linedrive, "Router", Reloading)
-    d = linedrive.drive(cfg, 200)
-    (ok1, msg1), (ok2, msg2) = results
+    t_bad, t_good = plan.get(60).head_s, plan.get(120).head_s
+    line.at(t_bad, bad_edit)
+    line.at(t_good, good_edit)
+    run = line.run()
+    service.close()
+    check_invariants(run)
+    (_, ok1, msg1), (_, ok2, _) = results
     assert not ok1 and f"{routes}:" in msg1 and "C66" in msg1
     assert ok2
-    versions = Counter(r["routing_version"] for r in d.records)
+    first = run.records[0]["routing_version"]
+    assert service.version != first
+    # decided before the good edit: the first version; after it: the new one
+    for p in run.parcels:
+        if p.record["decided_wall"] is None:
+            continue
+        decided_s = p.record["decided_wall"] - WALL0 - line.t0
+        assert p.record["routing_version"] == (first if decided_s < t_good else service.version), p.index
+    versions = Counter(r["routing_version"] for r in run.records)
     assert len(versions) == 2 and min(versions.values()) > 40, versions
-    assert d.truth["mis_sorted"] == 0, d.truth["mis_sorts"][:5]
-    dests = {r["destination"] for r in d.records if r["outcome"] == "sorted"}
+    dests = {r["destination"] for r in run.records if r["outcome"] == "sorted"}
     assert any(x and x.startswith("576-W") for x in dests)     # parcels advised by sort code only
-    outcomes = Counter(r["outcome"] for r in d.records)
-    assert outcomes["sorted"] >= d.truth["expected_sorted"] - 2, (outcomes, d.truth["expected_sorted"])
+    assert {p.index for p in run.sortable()} <= {p.index for p in run.with_outcome("sorted")}
 
 
-def test_sim_advice_kinds(tmp_path):
-    cfg = line_in(tmp_path, p_sort_code=0.3, p_address=0.3)
+def test_sim_advice_kinds(example_config):
+    cfg = example_config(sim__p_sort_code=0.3, sim__p_address=0.3)
     from sorter.plc.sim.advice import SimAdvice
-    from sorter.plc.sim.parcels import ParcelPlan
     adv, plan = SimAdvice(cfg, 5), ParcelPlan(cfg, 5)
     rows = [adv.row(plan.get(i)) for i in range(300)]
     kinds = Counter("town" if r[1] else "sort_code" if r[2] else "address" for r in rows)
@@ -75,8 +78,8 @@ def test_sim_advice_kinds(tmp_path):
 
 # ---- HTTP ------------------------------------------------------------------------------------
 @pytest.fixture
-def client(tmp_path):
-    cfg = line_in(tmp_path)
+def client(example_config):
+    cfg = example_config()
     svc = SimpleNamespace(cfg=cfg, token="s3cret", status=lambda: {"line": {"routing_version": "abc"}})
     app = FastAPI()
     app.include_router(routing_router(svc))

@@ -44,11 +44,12 @@ def read_all(src, limit: int = 50) -> list[np.ndarray]:
     src.open()
     try:
         for _ in range(limit):
+            before = time.monotonic()
             try:
                 t, f = src.read()
             except SourceError:
                 break
-            assert abs(time.monotonic() - t) < 1.0
+            assert before <= t <= time.monotonic()  # stamped at capture, on the monotonic clock
             frames.append(f.copy())
     finally:
         src.close()
@@ -199,13 +200,14 @@ def test_serial_code_reader_over_a_pty_pair(pty_pair):
         dev.flush()
         got: list[tuple[str, str]] = []
         noread = 0
-        end = time.monotonic() + 3
+        end = time.monotonic() + 30  # a bound for a broken build, not a speed
         while time.monotonic() < end and (len(got) < 2 or noread < 2):
+            before = time.monotonic()
             try:
                 t, reads = src.read()
             except NoFrame:
                 continue
-            assert isinstance(reads, Reads) and abs(time.monotonic() - t) < 1
+            assert isinstance(reads, Reads) and before <= t <= time.monotonic()  # stamped on arrival
             got += reads.codes
             noread += reads.noread
         assert got == [("code128", "SF1234567890123"), ("ean13", "6901234567892")]
@@ -241,7 +243,7 @@ def test_tcp_code_reader():
     try:
         conn.sendall(b"YT9876543210987\r\n]Q1https://example.com/t/1\r\n")
         got = []
-        end = time.monotonic() + 2
+        end = time.monotonic() + 30  # a bound for a broken build, not a speed
         while len(got) < 2 and time.monotonic() < end:
             try:
                 got += src.read()[1].codes

@@ -18,6 +18,9 @@ Fail safe:
   the parcels of that window go to reject (`fault`);
 - `shutdown(reason)` is the one path to the safe state: parcels in flight to reject, every output
   off, induction disabled, tower red.
+
+The clock and the I/O are handed in (timing/clock.py; anything with open_line_io's interface), so
+the tests run this very loop on a virtual clock against the simulated line (tests/virtual_line.py).
 """
 
 from __future__ import annotations
@@ -27,31 +30,23 @@ import itertools
 import logging
 import os
 import pickle
-import selectors
-import time
 from bisect import bisect_right
 from multiprocessing.connection import Connection
 
 from sorter.controller.timing.alarms import Alarms
+from sorter.controller.timing.clock import SystemClock
 from sorter.controller.config.line import Config
 from sorter.controller.routing.router import RouteDecision, Router
-from sorter.controller.timing.tracker import Read, Tracker
+from sorter.controller.timing.tracker import Tracker
 from sorter.controller.timing.latch import PlcTracker
 from sorter.plc.line_io import DeviceRefused, LinkDown, NoAnswer, open_line_io
+from sorter.messages import (Hello, InstallRouting, Read, Record, SetChuteEnabled, SetPaused, Stop, TimingStatus,
+                             Watermark)
 
 log = logging.getLogger("sorter.timing")
 STATUS_EVERY_S = 0.25
 # fire timing error histogram (ms): bucket i counts errors in [EDGES[i-1], EDGES[i])
 FIRE_HIST_EDGES = (-5.0, -2.0, -1.0, -0.5, -0.2, 0.0, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
-
-
-def request_realtime() -> str:
-    """Ask for SCHED_FIFO (granted under systemd's CPUSchedulingPolicy or CAP_SYS_NICE)."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(20))
-        return "fifo"
-    except (PermissionError, OSError, AttributeError):
-        return "normal"
 
 
 def test_mode_decide(cfg: Config, decide):
@@ -90,28 +85,34 @@ class FireHistogram:
 class TimingLoop:
     tracker_cls = PlcTracker  # plc/mailbox.py: MailboxLoop uses its own for plc_tracking
 
-    def __init__(self, cfg: Config, conn: Connection | None, run_id: str, plc_url: str | None = None,
-                 tracker: Tracker | None = None):
+    def __init__(self, cfg: Config, conn: Connection | None, run_id: str, plc_url: str | None = None, *,
+                 io=None, clock=None, tracker: Tracker | None = None):
+        """`io`: the line's I/O (default: open_line_io(cfg, url)); `clock`: monotonic(), wall(),
+        async sleep(s) and request_realtime() (default: SystemClock; tests pass a virtual one)."""
         self.cfg, self.conn = cfg, conn
         self.plc = cfg.plc
         self.url = plc_url or cfg.plc.url
-        self.io = open_line_io(cfg, self.url)
+        self.io = io if io is not None else open_line_io(cfg, self.url)
+        self.clock = clock if clock is not None else SystemClock()
+        # bound once: the hot path calls them every turn
+        self._mono, self._sleep = self.clock.monotonic, self.clock.sleep
         self.router = None
         if tracker is None:
             self.router = Router.from_config(cfg)
-            tracker = self.tracker_cls(cfg, test_mode_decide(cfg, self.router.decide), self._emit_record, run_id)
+            tracker = self.tracker_cls(cfg, test_mode_decide(cfg, self.router.decide), self._emit_record, run_id,
+                                       wall=self.clock.wall)
             if cfg.plc.latch:
                 tracker.setup_latch(cfg.plc.latch)
         self.tracker = tracker
         self.tracker.outputs.max_late_s = cfg.plc.max_late_ms / 1000
         self.latched = isinstance(tracker, PlcTracker) and tracker.latch is not None
-        self.alarms = Alarms()
+        self.alarms = Alarms(wall=self.clock.wall)
         self.period = 1.0 / cfg.plc.poll_hz
         self.stop = False
         self.rtt = 0.0003      # a write's round trip (moving average)
         self.poll_s = 0.0006   # one poll of every input (moving average)
         self.policy = "normal"
-        self.outbox: list[tuple] = []
+        self.outbox: list = []  # messages for the service, sent once per turn
         self.polls = 0
         self.fires = FireHistogram()
         self.safe_reason: str | None = "starting"
@@ -129,7 +130,7 @@ class TimingLoop:
 
     # ---------------------------------------------------------------- messages
     def _emit_record(self, rec: dict) -> None:
-        self.outbox.append(("record", rec))
+        self.outbox.append(Record(rec))
 
     def _flush(self) -> None:
         if self.outbox and self.conn is not None:
@@ -147,23 +148,23 @@ class TimingLoop:
         except (EOFError, OSError):
             self.stop = True
 
-    def _handle(self, msg: tuple) -> None:
-        kind = msg[0]
-        if kind == "read":
-            _, camera, capture_mono, symbology, text, offset_mm = msg
-            self.tracker.add_read(Read(camera, symbology, text, capture_mono, offset_mm))
-        elif kind == "watermark":
-            self.tracker.camera_caught_up(msg[1], msg[2])
-        elif kind == "chute_enabled":
-            _, chute, enabled = msg
-            (self.tracker.disabled.discard if enabled else self.tracker.disabled.add)(chute)
-        elif kind == "pause":
-            self.tracker.paused = bool(msg[1])
-        elif kind == "routing_state" and self.router is not None:
+    def _handle(self, msg) -> None:
+        kind = type(msg)
+        if kind is Read:
+            self.tracker.add_read(msg)
+        elif kind is Watermark:
+            self.tracker.camera_caught_up(msg.camera, msg.mono)
+        elif kind is SetChuteEnabled:
+            (self.tracker.disabled.discard if msg.enabled else self.tracker.disabled.add)(msg.chute_id)
+        elif kind is SetPaused:
+            self.tracker.paused = bool(msg.paused)
+        elif kind is InstallRouting and self.router is not None:
             # the service process parsed and validated the files; here the new table is only swapped in
-            self.router.install(msg[1])
-        elif kind == "stop":
+            self.router.install(msg.state)
+        elif kind is Stop:
             self.stop = True
+        else:
+            log.warning("unknown message %r", kind.__name__)
 
     def _status(self) -> dict:
         t = self.tracker
@@ -191,10 +192,10 @@ class TimingLoop:
         loop = asyncio.get_running_loop()
         if self.conn is not None:
             loop.add_reader(self.conn.fileno(), self._on_message)
-        self.policy = request_realtime()
+        self.policy = self.clock.request_realtime()
         backoff = self.plc.reconnect_min_s
         next_status = 0.0
-        self.outbox.append(("hello", {"policy": self.policy, "pid": os.getpid()}))
+        self.outbox.append(Hello({"policy": self.policy, "pid": os.getpid()}))
         self._flush()
         linked = False  # still connected after the last cycle
         while not self.stop:
@@ -219,9 +220,9 @@ class TimingLoop:
                 else:
                     self.alarms.raise_("plc_link", f"no connection to the line's I/O at {self.url}; "
                                                    f"retrying every {backoff:.1f} s")
-                    self.outbox.append(("status", self._status()))
+                    self.outbox.append(TimingStatus(self._status()))
                     self._flush()
-                    await asyncio.sleep(backoff)
+                    await self._sleep(backoff)
                     backoff = min(backoff * 2, self.plc.reconnect_max_s)
                     continue
             try:
@@ -231,10 +232,10 @@ class TimingLoop:
             except DeviceRefused as exc:
                 self.alarms.raise_("plc_refused", f"the device refused a request: {exc}")
             linked = self.io.connected
-            now = time.monotonic()
+            now = self._mono()
             if now >= next_status:
                 next_status = now + STATUS_EVERY_S
-                self.outbox.append(("status", self._status()))
+                self.outbox.append(TimingStatus(self._status()))
             self._flush()
         await self.shutdown("controller stopped")
         self._flush()
@@ -344,7 +345,7 @@ class TimingLoop:
 
     # ---------------------------------------------------------------- one turn
     async def _cycle(self) -> None:
-        t_start = time.monotonic()
+        t_start = self._mono()
         out = self.tracker.outputs
         a = out.next_action()
         # a write that falls due while a poll is in flight would wait a round trip: skip the poll
@@ -368,7 +369,7 @@ class TimingLoop:
                 self.alarms.raise_("plc_refused", f"cannot write {sig}: {exc}")
             return
         values = await self.io.read_inputs()
-        self.poll_s = 0.9 * self.poll_s + 0.1 * (time.monotonic() - t_start)
+        self.poll_s = 0.9 * self.poll_s + 0.1 * (self._mono() - t_start)
         self.polls += 1
         self.values = values
         s = self.io.sample_mono
@@ -378,23 +379,23 @@ class TimingLoop:
             self._set_tower("amber")
         if self.latched:
             self.tracker.on_latch(values)
-        self.tracker.on_inputs(s.get("discrete_input", time.monotonic()), values,
+        self.tracker.on_inputs(s.get("discrete_input", self._mono()), values,
                                s.get("input_register", s.get("holding_register")))
         if self.latched:
             self.tracker.after_poll()
         self.tracker.settle_cancelled()
         if self.plc.tower or self.plc.induct_enable:
             self._set_tower()
-        wait = t_start + self.period - time.monotonic()
+        wait = t_start + self.period - self._mono()
         if wait > 0:
-            await asyncio.sleep(wait)
+            await self._sleep(wait)
 
     async def _fire(self, a) -> None:
         lead = self.io.write_lead_s(a.signal, self.rtt)
-        delay = a.due_mono - time.monotonic() - lead
+        delay = a.due_mono - self._mono() - lead
         if delay > 0:
-            await asyncio.sleep(delay)
-        t0 = time.monotonic()
+            await self._sleep(delay)
+        t0 = self._mono()
         try:
             await self.io.write(a.signal, a.state)
         except NoAnswer as exc:
@@ -404,7 +405,7 @@ class TimingLoop:
             self.alarms.raise_("plc_refused", f"{a.signal}: {exc}")
             self._reject_window(a.signal, "fault", f"the device refused to switch {a.signal}: {exc}")
             return
-        t1 = time.monotonic()
+        t1 = self._mono()
         self.rtt = 0.9 * self.rtt + 0.1 * (t1 - t0)
         if self.io.io[a.signal].table == "relay" or self.io.kind == "rtu":
             applied = t0 + lead
@@ -444,18 +445,3 @@ class TimingLoop:
             if p.pid in w.pids and p.state == "travelling" and (p.outcome is None or p.outcome == "sorted"):
                 p.outcome, p.reason, p.chute = outcome, reason, None
                 self.tracker._expect_reject(p)  # see the note to the lead: a public Tracker.reject()
-
-
-def timing_main(cfg: Config, conn: Connection, run_id: str, plc_url: str | None = None) -> None:
-    """Entry point of the timing process (spawned)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s timing %(levelname)s %(message)s")
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # link errors are reported as alarms
-    loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
-    asyncio.set_event_loop(loop)
-    try:
-        cls = TimingLoop
-        if cfg.plc.mode == "plc_tracking":  # the PLC tracks parcels; the PC answers in a mailbox
-            from sorter.controller.timing.mailbox import MailboxLoop as cls
-        loop.run_until_complete(cls(cfg, conn, run_id, plc_url).run())
-    finally:
-        loop.close()

@@ -209,9 +209,9 @@ class MailboxTracker(Tracker):
                 p.outcome, p.reason = "sorted", f"the PLC confirmed it in {reached}"
             elif code == RESULT_BAD_CHUTE:
                 p.outcome, p.reason, p.chute = "fault", f"the PLC does not know chute number {number}", None
-            else:
-                p.outcome, p.reason, p.chute = "lost", (f"sent to {p.chute}; the PLC reports it reached "
-                                                        f"{reached or number} (code {code})")
+            else:  # sent to p.chute (the record keeps it, as a lost parcel's does in direct mode)
+                p.outcome, p.reason = "lost", (f"sent to {p.chute}; the PLC reports it reached "
+                                               f"{reached or number} (code {code})")
         elif reached != self.line.reject_chute:
             p.reason += f"; but the PLC reports it reached {reached or number}"
         self._finish(p)
@@ -265,7 +265,7 @@ class MailboxLoop(TimingLoop):
     async def _cycle(self) -> None:
         t = self.tracker
         q = t.outputs.answers
-        now = time.monotonic()
+        now = self._mono()
         if q and now >= self.next_answer_mono:
             a = q.popleft()
             try:
@@ -274,7 +274,7 @@ class MailboxLoop(TimingLoop):
             except DeviceRefused as exc:
                 self.alarms.raise_("plc_refused", f"the PLC refused an answer: {exc}")
                 return
-            done = time.monotonic()
+            done = self._mono()
             t.answered(a, done)
             self.next_answer_mono = done + self.answer_gap_s
             return
@@ -283,7 +283,7 @@ class MailboxLoop(TimingLoop):
                 await self.io.write_register(self.mb.result_ack, t.ack_due)
             except DeviceRefused as exc:  # the PLC waits for it: try again after a poll or two
                 self.alarms.raise_("plc_refused", f"the PLC refused the result acknowledgement: {exc}")
-                self.ack_retry_mono = time.monotonic() + 10 * self.period
+                self.ack_retry_mono = self._mono() + 10 * self.period
                 return
             t.ack_due = None
             return

@@ -17,15 +17,7 @@ from sorter.controller.timing.belt_clock import BeltClock
 from sorter.controller.config.line import Config
 from sorter.controller.timing.outputs import OutputPlanner
 from sorter.controller.routing.router import RouteDecision
-
-
-@dataclass
-class Read:
-    camera: str
-    symbology: str
-    text: str
-    capture_mono: float
-    offset_mm: float | None = None  # along the belt from the camera's centre line (calibrated cameras)
+from sorter.messages import Read
 
 
 @dataclass
