@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import time
 
 import pytest
@@ -53,13 +54,14 @@ def test_link_lost_and_back_mid_run_nothing_lost_nothing_mis_sorted(tmp_path):
     assert truth["watchdog_trips"], "the device's watchdog dropped the outputs while the PC was gone"
 
 
-class NormalPolicy(SystemClock):
-    """The real clock, without asking for SCHED_FIFO: the loop runs in the pytest process here, and
-    a real-time policy would stay with that thread for every test after it."""
-
-    @staticmethod
-    def request_realtime() -> str:
-        return "normal"
+@pytest.fixture(autouse=True)
+def scheduler_restored():
+    """The loop runs in the pytest process here and asks for SCHED_FIFO, as in its own process (a
+    line PC gives it that, and without it a loaded machine delays fires and confirms); the policy is
+    handed back afterwards so that it does not stay with the thread for every test after this one."""
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    yield
+    os.sched_setscheduler(0, policy, param)
 
 
 class Collect:
@@ -76,7 +78,7 @@ def _loop(tmp_path, **plc_updates):
     plan = ParcelPlan(cfg, 2, rate_pph=9000)
     physics = LinePhysics(cfg, plan, time.monotonic() - 0.5, 12)
     srv = ServerThread(cfg, physics)
-    loop = TimingLoop(cfg, None, "test", f"tcp://127.0.0.1:{srv.port}", clock=NormalPolicy())
+    loop = TimingLoop(cfg, None, "test", f"tcp://127.0.0.1:{srv.port}", clock=SystemClock())
     rec = Collect()
     loop.tracker.emit = lambda r: rec(r)
     return cfg, physics, srv, loop, rec

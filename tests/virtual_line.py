@@ -290,13 +290,7 @@ class VirtualIO:
             self._answer()
             raise DeviceRefused(f"{self.url}: write_register {signal} refused by the device (Modbus exception 4)", 4)
         value = int(value) & (0xFFFFFFFF if s.words == 2 else 0xFFFF)
-        m = self.module
-        if signal == m.heartbeat:
-            hb = getattr(m.physics, "heartbeat", None)
-            if hb is not None:
-                hb(t)
-        elif m.mailbox is not None:
-            m.mailbox.written(signal, value, t)
+        self.module.register_written(signal, value, t)
         self.holding[signal] = value
         self.writes.append((t, signal, value))
         self._answer()

@@ -183,13 +183,18 @@ class SimIOModule:
                         return ExcCodes.DEVICE_FAILURE
                     written[name] = (written.get(name, 0) << 16) | int(v) if self.io[name].words == 2 else int(v)
             for name, v in written.items():
-                if name == self.heartbeat:
-                    hb = getattr(self.physics, "heartbeat", None)
-                    if hb is not None:
-                        hb(t)
-                elif self.mailbox is not None:
-                    self.mailbox.written(name, v, t)
+                self.register_written(name, v, t)
         return None
+
+    def register_written(self, name: str, value: int, t: float) -> None:
+        """What a holding-register write does to the line: a heartbeat feeds the watchdog, a
+        mailbox register goes to the simulated PLC."""
+        if name == self.heartbeat:
+            hb = getattr(self.physics, "heartbeat", None)
+            if hb is not None:
+                hb(t)
+        elif self.mailbox is not None:
+            self.mailbox.written(name, value, t)
 
 
 async def start_server(module: SimIOModule, host: str, port: int) -> tuple[ModbusTcpServer, int]:
