@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,35 +17,23 @@ import time
 import urllib.request
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
-import yaml
 
 from sorter.vision.labels import LabelSpec, render_frame, render_label
+from tests.conftest import _children, _free_port, write_line_config
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def descendants(pid: int) -> set[int]:
     out, todo = set(), [pid]
     while todo:
-        p = todo.pop()
-        for task in Path(f"/proc/{p}/task").glob("*"):
-            try:
-                kids = (task / "children").read_text().split()
-            except OSError:
-                continue
-            for k in map(int, kids):
-                if k not in out:
-                    out.add(k)
-                    todo.append(k)
+        for k in _children(todo.pop()):
+            if k not in out:
+                out.add(k)
+                todo.append(k)
     return out
 
 
@@ -76,15 +63,8 @@ def status(port: int) -> dict | None:
         return None
 
 
-def config_copy(tmp_path: Path, edit=None) -> Path:
-    d = tmp_path / "config"
-    shutil.copytree(ROOT / "config", d, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
-    path = d / "wenling-line1.yaml"
-    if edit is not None:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        edit(data)
-        path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    return path
+def config_copy(tmp_path: Path, overrides: dict | None = None) -> Path:
+    return write_line_config(tmp_path / "config", overrides=overrides)
 
 
 def start(args: list[str], tmp_path: Path) -> subprocess.Popen:
@@ -114,7 +94,7 @@ def kill_and_check(proc: subprocess.Popen, sig: int, within: float, expect_child
 
 @pytest.mark.parametrize("sig, within", [(signal.SIGTERM, 10), (signal.SIGKILL, 5)])
 def test_sorter_sim_leaves_no_process_behind(tmp_path, sig, within):
-    port = free_port()
+    port = _free_port()
     cfg = config_copy(tmp_path)
     proc = start(["sim", "--config", str(cfg), "--port", str(port), "--modbus-port", "0", "--host", "127.0.0.1"],
                  tmp_path)
@@ -142,19 +122,14 @@ def _run_config(tmp_path: Path) -> Path:
     frames = tmp_path / "frames"
     frames.mkdir()
     rng = np.random.default_rng(1)
-    import cv2
     cv2.imwrite(str(frames / "0001.png"), render_frame(render_label(LabelSpec("SF1234567890123"), rng), rng))
-    dead = free_port()
-
-    def edit(data):
-        data["plc"]["url"] = f"tcp://127.0.0.1:{dead}"
-        data["cameras"] = [{"name": "top", "source": str(frames), "position_mm": 1100}]
-    return config_copy(tmp_path, edit)
+    return config_copy(tmp_path, {"plc.url": f"tcp://127.0.0.1:{_free_port()}",
+                                  "cameras": [{"name": "top", "source": str(frames), "position_mm": 1100}]})
 
 
 @pytest.mark.parametrize("sig, within", [(signal.SIGTERM, 10), (signal.SIGKILL, 5)])
 def test_sorter_run_leaves_no_process_behind(tmp_path, sig, within):
-    port = free_port()
+    port = _free_port()
     cfg = _run_config(tmp_path)
     proc = start(["run", "--config", str(cfg), "--port", str(port), "--host", "127.0.0.1"], tmp_path)
     wait_for(lambda: status(port), 90, "the status page")
