@@ -11,7 +11,7 @@ recorded inputs. A scenario file holds:
     expect: {...}                                          # below
     xfail: why                                             # a known defect: must fail (strict)
 
-Events: link_down_s, no_answer (+ applied), refuse (+ for_s), stall_ms, chute_full (+ for_s),
+Events: link_down_s, link_drop_quietly_s, no_answer (+ applied), refuse (+ for_s), stall_ms, chute_full (+ for_s),
 disable_chute, enable_chute, pause (true/false), estop_s, force ({signal: value} + for_s),
 jam (a diverter output that no longer acts, + for_s).
 
@@ -43,7 +43,7 @@ from tests.virtual_line import ListPlan, ParcelTruth, Run, VirtualLine, check_in
 HERE = Path(__file__).parent / "scenarios"
 TOP_KEYS = {"description", "base", "config", "parcels", "run", "events", "expect", "xfail"}
 RUN_KEYS = {"decode_latency_ms", "rtt_ms", "reads", "cameras_report", "start_s", "idle_every_ms"}
-EVENT_KEYS = {"at_s", "link_down_s", "no_answer", "applied", "refuse", "for_s", "stall_ms", "chute_full",
+EVENT_KEYS = {"at_s", "link_down_s", "link_drop_quietly_s", "no_answer", "applied", "refuse", "for_s", "stall_ms", "chute_full",
               "disable_chute", "enable_chute", "pause", "estop_s", "force", "jam"}
 EXPECT_KEYS = {"outcomes", "as_planned", "all_sortable_sorted", "parcels", "groups", "loop", "alarms_seen",
                "alarms_not_seen", "alarms_at_end", "coils", "read_back", "fire_error_ms_max"}
@@ -108,6 +108,8 @@ def apply_event(line: VirtualLine, ev: dict) -> None:
 
     if "link_down_s" in ev:
         io.link_down(float(ev["link_down_s"]))
+    if "link_drop_quietly_s" in ev:
+        io.drop_quietly(float(ev["link_drop_quietly_s"]))
     if "no_answer" in ev:
         io.no_answer[ev["no_answer"]] = bool(ev.get("applied", True))
     if "refuse" in ev:

@@ -127,6 +127,9 @@ class VirtualIO:
     arrives (half a round trip after it is sent). Faults, armed by the world:
     - link_down(s): the module is gone for s seconds (the connection drops: LinkDown; connecting
       fails until it is back);
+    - drop_quietly(s): the same, but the request in flight still gets its answer and raises
+      nothing: the transport only notices the close afterwards (as pymodbus's does when the peer
+      resets the connection right after answering);
     - no_answer[signal] = applied: the next switch-on of `signal` gets no answer within timeout_s
       (NoAnswer); the output switched or not as `applied` says;
     - refuse: signals whose writes the device refuses (DeviceRefused);
@@ -151,6 +154,7 @@ class VirtualIO:
         self.no_answer: dict[str, bool] = {}
         self.refuse: set[str] = set()
         self.stall_s = 0.0
+        self.quiet_drop_s: float | None = None
         self.stalled = False
         self.on_resume = None
         self.errors = self.timeouts = self.refusals = self.requests = 0
@@ -161,6 +165,9 @@ class VirtualIO:
     def link_down(self, seconds: float) -> None:
         self._up = False
         self.down_until = self.clock.t + seconds
+
+    def drop_quietly(self, seconds: float) -> None:
+        self.quiet_drop_s = seconds
 
     # ------------------------------------------------------------------ connection
     @property
@@ -206,11 +213,16 @@ class VirtualIO:
             raise LinkDown(f"{self.url}: connection lost")
         return clock.t
 
-    def _answer(self) -> None:
+    def _answer(self, last: bool = False) -> None:
+        """The answer arrives. `last`: a request that is a cycle's only one (a heartbeat, tower or
+        output write), after which a quiet drop leaves nothing in that cycle to raise."""
         self.clock.advance_to(self.clock.t + self.half)
         if not self._up:
             self.errors += 1
             raise LinkDown(f"{self.url}: connection lost")
+        if last and self.quiet_drop_s is not None:  # answered; the close is seen only after
+            self.link_down(self.quiet_drop_s)
+            self.quiet_drop_s = None
 
     def _register(self, name: str, words: int, t: float) -> int:
         cur = self.holding.get(name, 0)
@@ -293,7 +305,7 @@ class VirtualIO:
         self.module.register_written(signal, value, t)
         self.holding[signal] = value
         self.writes.append((t, signal, value))
-        self._answer()
+        self._answer(last=True)
 
 
 # ---------------------------------------------------------------------------------- parcels

@@ -197,13 +197,13 @@ class TimingLoop:
         next_status = 0.0
         self.outbox.append(Hello({"policy": self.policy, "pid": os.getpid()}))
         self._flush()
-        linked = False  # still connected after the last cycle
+        linked = False  # a connection is up whose loss has not been handled yet
         while not self.stop:
             if linked and not self.io.connected:
-                # the transport saw the connection close between two cycles, before any call
-                # could raise LinkDown: the same loss, handled the same way
+                # the transport saw the connection close (between two cycles, or during one whose
+                # calls all got their answers) before any call could raise LinkDown: the same loss
                 self._link_lost(LinkDown(f"{self.url}: connection closed"))
-            linked = False
+                linked = False
             if not self.io.connected:
                 if await self.io.connect():
                     log.info("connected to the line's I/O at %s", self.url)
@@ -211,6 +211,7 @@ class TimingLoop:
                     backoff = self.plc.reconnect_min_s
                     self.tracker.bits_mono = None
                     if await self._safe_outputs():
+                        linked = True
                         self.safe_reason = None
                         self.hb_next = 0.0
                         self._set_tower()
@@ -229,9 +230,9 @@ class TimingLoop:
                 await self._cycle()
             except LinkDown as exc:  # NoAnswer on a poll too: the link is not trustworthy
                 self._link_lost(exc)
+                linked = False
             except DeviceRefused as exc:
                 self.alarms.raise_("plc_refused", f"the device refused a request: {exc}")
-            linked = self.io.connected
             now = self._mono()
             if now >= next_status:
                 next_status = now + STATUS_EVERY_S
