@@ -17,6 +17,7 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # hiccup (the timing loop raises one alarm for it); python-barcode announces at import that Pillow is
 # missing (we render labels with OpenCV)
 QUIET = {"pymodbus": logging.CRITICAL, "pyBarcode": logging.WARNING}
+_level = "INFO"  # as set up in this process: what spawn() hands each child
 
 
 def to_journal() -> bool:
@@ -42,9 +43,10 @@ def setup(level: str = "INFO", process: str = "sorter") -> None:
     logging.getLogger("sorter").setLevel(level)
     for name, lib_level in QUIET.items():
         logging.getLogger(name).setLevel(lib_level)
-    os.environ["SORTER_LOG_LEVEL"] = level  # spawned children start with the same level
+    global _level
+    _level = level
 
 
 def level() -> str:
     """The level this process was set up with (a child is handed it by its parent)."""
-    return os.environ.get("SORTER_LOG_LEVEL", "INFO")
+    return _level

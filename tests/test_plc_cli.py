@@ -56,9 +56,13 @@ def test_pulse_fires_one_diverter(served):
     assert r.returncode == 0, r.stderr
     h = physics.outputs["D2_right"]
     assert len(h.times) == 3 and h.states == [False, True, False]  # on once, then off again
-    # it says how long it held the output: at least the 100 ms asked, and no less than the device saw
+    # it says how long it held the output: never less than the 100 ms asked (a slow machine only
+    # makes it longer), and measured from before the switch-on to after the switch-off, so the
+    # time the device saw lies inside it (an ordering of events, not a speed)
     on_ms = float(r.stdout.split("on for ")[1].split(" ms")[0])
-    assert on_ms >= 100 and (h.times[2] - h.times[1]) * 1000 <= on_ms + 0.1, (on_ms, h.times)
+    device_on_ms = (h.times[2] - h.times[1]) * 1000
+    assert on_ms >= 100, on_ms
+    assert device_on_ms <= on_ms + 0.1, (on_ms, h.times)  # 0.1: the printed figure's rounding
     r = sorter("plc", "pulse", "--diverter", "D2", "--ms", "5000", "--config", str(path), "--plc", url)
     assert r.returncode == 2 and "max_on_ms" in r.stderr
     r = sorter("plc", "pulse", "--diverter", "D99", "--config", str(path), "--plc", url)

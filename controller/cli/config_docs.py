@@ -25,13 +25,8 @@ def _write(path: str, text: str) -> None:
 def cmd_schema(args) -> int:
     from sorter.controller.config.reference import json_schema
 
-    text = json.dumps(json_schema(), ensure_ascii=False, indent=2) + "\n"
-    if args.output:
-        _write(args.output, text)
-        print(f"{args.output}: JSON Schema of a line config written")
-    else:
-        sys.stdout.write(text)
-    return 0
+    return _emit(args.output, json.dumps(json_schema(), ensure_ascii=False, indent=2) + "\n",
+                 "JSON Schema of a line config")
 
 
 def cmd_docs(args) -> int:
@@ -51,9 +46,14 @@ def cmd_docs(args) -> int:
             return 1
         print(f"{path}: up to date")
         return 0
-    if args.output:
-        _write(args.output, text)
-        print(f"{args.output}: config reference written")
+    return _emit(args.output, text, "config reference")
+
+
+def _emit(output: str | None, text: str, what: str) -> int:
+    """`text` to the file `output` (atomically), or to stdout."""
+    if output:
+        _write(output, text)
+        print(f"{output}: {what} written")
     else:
         sys.stdout.write(text)
     return 0

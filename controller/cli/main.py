@@ -7,7 +7,8 @@ import os
 import sys
 
 from sorter import logs
-from sorter.controller.config.load import ConfigError, example_config, load_config
+from sorter.controller.cli.common import load_or_exit
+from sorter.controller.config.load import example_config
 
 DEFAULT_CONFIG = str(example_config())
 
@@ -22,16 +23,8 @@ def _length(text: str) -> tuple[float, float]:
     return lo, hi
 
 
-def _load(path: str):
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        sys.stderr.write(f"{exc}\n")
-        raise SystemExit(2) from None
-
-
 def cmd_check_config(args) -> int:
-    cfg = _load(args.config)
+    cfg = load_or_exit(args.config)
     line = cfg.line
     print(f"{args.config}: OK")
     print(f"  line      {line.name}")
@@ -54,7 +47,7 @@ def _api_args(cfg, args):
 
 def cmd_sim(args) -> int:
     from sorter.controller.cli.sim import apply_overrides, print_json, run_sim
-    cfg = apply_overrides(_load(args.config), args.belt_speed, args.length, args.rate)
+    cfg = apply_overrides(load_or_exit(args.config), args.belt_speed, args.length, args.rate)
     if args.modbus_port is not None:
         cfg = cfg.model_copy(update={"sim": cfg.sim.model_copy(update={"modbus_port": args.modbus_port})})
     host, port = _api_args(cfg, args)
@@ -84,7 +77,7 @@ def cmd_sim(args) -> int:
 def cmd_run(args) -> int:
     from sorter.controller.app import App
     from sorter.controller.cli.plc import apply_run_test_args
-    cfg = apply_run_test_args(_load(args.config), args)
+    cfg = apply_run_test_args(load_or_exit(args.config), args)
     from sorter.controller.app import StartError
     try:
         App(cfg, mode="run", plc_url=args.plc, token=os.environ.get("SORTER_API_TOKEN"),
@@ -106,7 +99,7 @@ def cmd_export(args) -> int:
     from pathlib import Path
 
     from sorter.controller.records.store import RecordStore
-    cfg = _load(args.config)
+    cfg = load_or_exit(args.config)
     try:
         day = dt.date.fromisoformat(args.day) if args.day else dt.date.today() - dt.timedelta(days=1)
     except ValueError:

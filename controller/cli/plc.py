@@ -14,10 +14,11 @@ import selectors
 import sys
 import time
 
+from sorter.controller.cli.common import load_or_exit
+
 
 def _cfg(args):
-    from sorter.controller.cli.main import _load
-    cfg = _load(args.config)
+    cfg = load_or_exit(args.config)
     if args.plc:
         from sorter.controller.config.plc import parse_plc_url
         try:

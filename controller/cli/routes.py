@@ -15,14 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-
-def _cfg(path: str):
-    from sorter.controller.config.load import ConfigError, load_config
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        sys.stderr.write(f"{exc}\n")
-        raise SystemExit(2) from None
+from sorter.controller.cli.common import load_or_exit
 
 
 def _state(cfg):
@@ -36,7 +29,7 @@ def _state(cfg):
 
 
 def cmd_check(args) -> int:
-    cfg = _cfg(args.config)
+    cfg = load_or_exit(args.config)
     st = _state(cfg)
     t = st.table
     print(f"{t.path}: OK, version {st.version}")
@@ -57,7 +50,7 @@ def cmd_test(args) -> int:
     from sorter.controller.routing.carriers import normalise
     from sorter.controller.routing.manifest import ManifestRow, normalise_sort_code
     from sorter.controller.routing.router import NO_ROUTE, RouteDecision, Router
-    cfg = _cfg(args.config)
+    cfg = load_or_exit(args.config)
     router = Router.from_config(cfg)
     try:
         waybill = normalise(args.waybill)
@@ -125,7 +118,7 @@ class _Bar:
 
 def cmd_import(args) -> int:
     from sorter.controller.routing.manifest import Manifest
-    cfg = _cfg(args.config)
+    cfg = load_or_exit(args.config)
     m = Manifest(cfg.routing.manifest, cache_mb=args.cache_mb)
     worst = 0
     try:
@@ -150,7 +143,7 @@ def cmd_import(args) -> int:
 def cmd_show(args) -> int:
     from sorter.controller.routing.carriers import normalise
     from sorter.controller.routing.manifest import Manifest
-    cfg = _cfg(args.config)
+    cfg = load_or_exit(args.config)
     m = Manifest(cfg.routing.manifest, readonly=True)
     try:
         row = m.lookup_row(normalise(args.waybill))

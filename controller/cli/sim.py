@@ -69,8 +69,6 @@ def run_sim(cfg: Config, parcels: int | None, seed: int, api_host: str, api_port
     counted = {"n": 0}
 
     def on_record(rec: dict) -> None:
-        if rec.get("outcome") is None:
-            return  # a journal row at induct; the parcel is counted when it has its outcome
         counted["n"] += 1
         if parcels is not None and counted["n"] >= parcels:
             done.set()

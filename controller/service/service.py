@@ -56,7 +56,6 @@ class Service:
         self.camera_procs: dict[str, mp.Process] = {}
         self.camera_cmds: dict[str, mp.Queue] = {}
         self.record_hook = record_hook
-        self.records_seen = 0
         self.stopping = threading.Event()
         self._send_lock = threading.Lock()
         self._cameras_stopped = threading.Event()
@@ -83,9 +82,10 @@ class Service:
         self.lookup = LookupService.from_config(self.cfg, self.router)
 
         # carriers' pre-advice dropped as files (SFTP, or the simulated carriers) is imported here
-        folder = manifest_inbox_folder(self.cfg.routing, sim=self.mode == "sim")
+        sim = self.mode == "sim"  # the simulated carriers rename each file into place whole: no settling time
+        folder = manifest_inbox_folder(self.cfg.routing, sim=sim)
         if folder is not None:
-            self.inbox = ManifestInbox(folder, self.cfg.routing.manifest, settle_s=0 if self.mode == "sim" else 1.0)
+            self.inbox = ManifestInbox(folder, self.cfg.routing.manifest, settle_s=0 if sim else 1.0)
             self._inbox_stop = threading.Event()
             # a thread of its own: a file of millions of rows takes tens of seconds to import
             self.inbox_thread = threading.Thread(target=self._watch_inbox, name="manifest-inbox", daemon=True)
@@ -102,7 +102,7 @@ class Service:
         while not self._inbox_stop.wait(0.5):
             for r in self.inbox.poll():
                 if r.status == "refused":
-                    first = (r.why or "").splitlines()[0] if r.why else ""
+                    first = r.why.splitlines()[0] if r.why else ""
                     self.alarms.raise_("manifest_inbox", f"advice file {r.name} refused: {first} "
                                                          f"(details in {r.moved_to}.why)")
                 elif r.status == "done":
@@ -201,7 +201,6 @@ class Service:
         self.writer.submit(rec)
         self.stats.add(rec)
         self.recent.appendleft(rec)
-        self.records_seen += 1
         if self.record_hook is not None:
             self.record_hook(rec)
 
