@@ -3,6 +3,7 @@ absolute numbers: these machines are shared and noisy).
 
     python bench/run.py                 # all
     python bench/run.py decode routing  # some
+    python bench/run.py realphotos      # real images per family (../shared/realphotos), made codes
     python bench/run.py sim --parcels 1200 --rate 12000
 """
 
@@ -146,7 +147,7 @@ def bench_sim(parcels: int, rate: float) -> None:
     print("\noutcomes: " + ", ".join(f"{k} {v}" for k, v in o.items() if v))
 
 
-ALL = ["decode", "routing", "tracking", "sim", "vision", "plc"]
+ALL = ["decode", "routing", "tracking", "sim", "vision", "realphotos", "plc"]
 
 
 def main() -> None:
@@ -167,7 +168,7 @@ def main() -> None:
     if "sim" in args.which:
         bench_sim(args.parcels, args.rate)
     # each area's own benchmark script (bench/<area>.py), run as it is
-    for area in ("vision", "routing", "plc"):
+    for area in ("vision", "realphotos", "routing", "plc"):
         script = ROOT / "bench" / f"{area}.py"
         if area in args.which and script.exists() or (args.which == ALL and script.exists()):
             subprocess.run([sys.executable, str(script)], cwd=ROOT, check=False)

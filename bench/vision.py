@@ -9,7 +9,7 @@ frame: pyzbar, zxing-cpp and OpenCV's own detectors (cv2.barcode + cv2.QRCodeDet
 
 1. **classes**: generated labels in classes (module 1.5 / 2 / 3 px, rotation 0-360, perspective up
    to 30 degrees, motion blur up to 1.5 modules, noise, low contrast, curved label, glare): waybill
-   read rate and wrong reads. Targets: 100 % at >= 2 px/module in every class, >= 95 % at 1.5 px,
+   read rate and wrong reads (ours: confirmed reads; weak reads, made by one attempt only, apart). Targets: 100 % at >= 2 px/module in every class, >= 95 % at 1.5 px,
    at least the better raw engine everywhere, zero wrong reads.
 2. **frames**: full frames 2448x2048 (5 MP) with 1-3 labels and empty, and 1280x1024, all parcel
    symbologies on. Target: median <= 40 ms and p99 <= 80 ms with labels, <= 10 ms empty.
@@ -78,9 +78,17 @@ def raw_opencv(img):
     return out
 
 
+class Weak(str):
+    """A weak read's text (one attempt only): not counted as read or wrong, counted apart."""
+
+
+def ours(img, syms, engines) -> list[str]:
+    return [Weak(c.text) if c.weak else c.text for c in decode(img, syms, engines=engines)]
+
+
 DECODERS = [
-    ("sorter zbar", lambda img, syms=None: [c.text for c in decode(img, syms, engines=["zbar"])]),
-    ("sorter zbar+zxing", lambda img, syms=None: [c.text for c in decode(img, syms, engines=["zbar", "zxing"])]),
+    ("sorter zbar", lambda img, syms=None: ours(img, syms, ["zbar"])),
+    ("sorter zbar+zxing", lambda img, syms=None: ours(img, syms, ["zbar", "zxing"])),
     ("raw pyzbar", lambda img, syms=None: raw_pyzbar(img)),
     ("raw zxing-cpp", lambda img, syms=None: raw_zxing(img)),
     ("raw OpenCV", lambda img, syms=None: raw_opencv(img)),
@@ -184,17 +192,23 @@ def bench_classes(n: int) -> None:
             cases = [make_case(cls, module, k) + (label_texts(cls, module, k),) for k in range(n)]
             row = [f"{module}", cls]
             for name, fn in DECODERS:
-                hits = wrong = 0
+                hits = wrong = weak_hits = weak_wrong = 0
                 ms = []
                 for img, wb, printed in cases:
                     t0 = time.perf_counter()
                     got = fn(img)
                     ms.append((time.perf_counter() - t0) * 1000)
-                    hits += wb in got
+                    strong = [t for t in got if not isinstance(t, Weak)]
+                    weak = [t for t in got if isinstance(t, Weak)]
+                    hits += wb in strong
+                    weak_hits += wb in weak and wb not in strong
                     # a wrong read: any 1-D text not printed on the label (the QR carries "WAYBILL|town";
                     # the raw engines' QR text may come out in the wrong charset, which is not counted here)
-                    wrong += sum(1 for t in got if t not in printed and "|" not in t)
-                row.append(f"{100 * hits / n:.0f}%" + (f" ({wrong} wrong)" if wrong else "") + f" {pct(ms, 50):.0f}ms")
+                    wrong += sum(1 for t in strong if t not in printed and "|" not in t)
+                    weak_wrong += sum(1 for t in weak if t not in printed and "|" not in t)
+                row.append(f"{100 * hits / n:.0f}%" + (f" (+{weak_hits} weak)" if weak_hits else "")
+                           + (f" ({wrong} wrong)" if wrong else "")
+                           + (f" ({weak_wrong} weak wrong)" if weak_wrong else "") + f" {pct(ms, 50):.0f}ms")
             rows.append(row)
     table(f"Label classes: waybill read rate and median ms, {n} labels per cell (1280x1024+ frames)",
           ["px/module", "class"] + [d[0] for d in DECODERS], rows)
@@ -239,7 +253,7 @@ def bench_frames(n: int) -> None:
                 t0 = time.perf_counter()
                 got = fn(img, ALL) if name.startswith("sorter") else fn(img)
                 ms.append((time.perf_counter() - t0) * 1000)
-                hits += sum(wb in got for wb in truth)
+                hits += sum(wb in [t for t in got if not isinstance(t, Weak)] for wb in truth)
                 total += len(truth)
             rr = f"{100 * hits / total:.0f}%" if total else "-"
             row.append(f"{pct(ms, 50):.0f} / {pct(ms, 99):.0f} ms, {rr}")

@@ -49,7 +49,9 @@ class Part:
 
 class SimWorld:
     """The simulated line and its cameras, each a process of its own, reached by the controller only
-    through Modbus and camera frames; the wiring talks to them over a pipe each."""
+    through Modbus and camera frames; the wiring talks to them over a pipe each. A third, one-way
+    pipe carries the line's news to the cameras (plc/sim/clock_feed.py): when induction or the belt
+    stand still, parcels pass under the cameras late, and the frames must follow."""
 
     def __init__(self, cfg: Config, seed: int, parcels: int | None):
         from sorter.plc.sim.belt_frames import calibrate_sim_cameras
@@ -61,21 +63,25 @@ class SimWorld:
         self.frame_port: int | None = None
         self.t0: float | None = None
         self._lock = threading.Lock()  # one request at a time on the line's pipe
+        self._news_rx, self._news_tx = CTX.Pipe(duplex=False)  # line -> cameras
+        self.camera_captures: list = []  # (camera, parcel index, capture mono) of the last triggered frames
 
     def start_line(self) -> None:
         from sorter.plc.sim.line import sim_line_main
         self.line_conn, end = CTX.Pipe()
         self.line_proc = spawn("sorter-sim-line", sim_line_main, self.cfg, self.seed, self.parcels, end,
-                               self.plan_kwargs)
+                               self.plan_kwargs, feed=self._news_tx)
         end.close()
+        self._news_tx.close()  # the line's now: the cameras see the pipe end when the line ends
         self.modbus_port = self._expect(self.line_conn, SimReady, 30, "the simulated line").port
 
     def start_cameras(self) -> None:
         from sorter.plc.sim.frames import frames_main
         self.frames_conn, end = CTX.Pipe()
         self.frames_proc = spawn("sorter-sim-frames", frames_main, self.cfg, self.seed, self.parcels, end,
-                                 self.plan_kwargs)
+                                 self.plan_kwargs, feed=self._news_rx)
         end.close()
+        self._news_rx.close()
         self.frame_port = self._expect(self.frames_conn, SimReady, 30, "the simulated cameras").port
 
     def stop_line(self) -> None:
@@ -115,10 +121,13 @@ class SimWorld:
             return self._expect(self.line_conn, SimReport, timeout, "the simulated line").report
 
     def cameras_report(self) -> dict | None:
-        """What the simulated cameras sent (frames; free-running: frames with two parcels ...)."""
+        """What the simulated cameras sent (frames; free-running: frames with two parcels ...). The
+        triggered cameras' last captures go to `camera_captures` (tests), not into the report."""
         try:
             self.frames_conn.send(SimReportRequest())
-            return self._expect(self.frames_conn, SimReport, 10, "the simulated cameras").report
+            report = self._expect(self.frames_conn, SimReport, 10, "the simulated cameras").report
+            self.camera_captures = report.pop("captures", [])
+            return report
         except (OSError, EOFError, StartError) as exc:
             log.warning("no report from the simulated cameras: %s", exc)
             return None
@@ -178,6 +187,8 @@ class App:
             Part("routing", lambda: svc().open_routing(), lambda: svc().close_routing()),
             Part("timing process", lambda: svc().start_timing(), lambda: svc().stop_timing()),
             Part("camera workers", lambda: svc().start_cameras(), lambda: svc().stop_cameras()),
+            # stopped before the cameras: the parcels in flight are still read while they drain
+            Part("drain", lambda: None, lambda: svc().drain()),
             Part("supervisor", lambda: svc().start_supervisor(), lambda: svc().stop_supervisor()),
         ]
         if self.api_addr is not None:
@@ -187,7 +198,8 @@ class App:
     def _make_service(self) -> None:
         sim = self.sim
         self.svc = Service(self.cfg, mode=self.mode, token=self._token, record_hook=self._record_hook,
-                           plc_url=sim.plc_url if sim else self._plc_url,
+                           # (a drill may put a proxy between the controller and the simulated line)
+                           plc_url=self._plc_url or (sim.plc_url if sim else None),
                            camera_sources=sim.camera_sources() if sim else None)
 
     def _start_api(self) -> None:

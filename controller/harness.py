@@ -45,12 +45,15 @@ class SimHarness:
         return self.sim.truth()
 
     def run_until_done(self, timeout: float) -> dict:
-        """Wait until every planned parcel has entered (or been held back), landed and been recorded."""
+        """Wait until every planned parcel has entered (or been held back, or waits on an infeed that
+        stands still), landed and been recorded. Parcels waiting count only while induction is off:
+        one that waits because the belt is still busy catching up enters on its own."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             time.sleep(1.0)
             tr = self.truth()
-            if tr["inducted"] + tr["held"] >= self.n and tr["landed"] >= tr["inducted"] and \
+            waiting = tr["waiting"] if tr.get("infeed_stops") and tr["infeed_stops"][-1][1] is None else 0
+            if tr["inducted"] + tr["held"] + waiting >= self.n and tr["landed"] >= tr["inducted"] and \
                     len(self.records) >= tr["inducted"]:
                 time.sleep(0.5)
                 return self.truth()

@@ -20,6 +20,7 @@ class Read(NamedTuple):
     text: str
     capture_mono: float
     offset_mm: float | None = None  # along the belt from the camera's centre line (calibrated cameras)
+    weak: bool = False  # only one decoding attempt made it: on the record; sorts only if the camera allows
 
 
 class Watermark(NamedTuple):
@@ -42,8 +43,15 @@ class InstallRouting(NamedTuple):
     state: Any
 
 
+class ResetLine(NamedTuple):
+    """A person says the line is safe again after an emergency stop (page, API, reset input)."""
+    who: str = ""
+
+
 class Stop(NamedTuple):
-    """Go to the safe state and end (the process, or the simulated line's run)."""
+    """Go to the safe state and end (the process, or the simulated line's run). `drain_s`: first stop
+    induction and let the parcels in flight finish, for at most this long."""
+    drain_s: float = 0.0
 
 
 # ------------------------------------------------------------------ timing process -> service
@@ -53,8 +61,16 @@ class Hello(NamedTuple):
     info: dict  # {"policy": "fifo" | "normal", "pid": int}
 
 
+class Inducted(NamedTuple):
+    """A parcel entered the belt: its journal row is opened, to be closed by its Record."""
+    run_id: str
+    parcel_id: int
+    induct_wall: float
+    latch_seq: int | None = None  # the latch's head-edge count accounted for, this parcel included
+
+
 class Record(NamedTuple):
-    """A parcel's record: at induct (the journal row) or with its outcome."""
+    """A parcel's record, with its outcome (closes its journal row)."""
     record: dict
 
 
@@ -159,3 +175,31 @@ class SimRefuse(NamedTuple):
 class SimFailed(NamedTuple):
     """The simulated line could not start (e.g. its port is taken): what to tell the user."""
     error: str
+
+
+# ------------------------------------------------------------------ simulated line -> simulated cameras
+
+
+class SimClockChange(NamedTuple):
+    """The line's `belt` or `infeed` clock stopped (running False) or ran again at t_mono."""
+    clock: str
+    running: bool
+    t_mono: float
+
+
+class SimEntered(NamedTuple):
+    """Parcel `index` of the plan crossed the induct eye (head first) at t_mono."""
+    index: int
+    t_mono: float
+
+
+class SimHeld(NamedTuple):
+    """Parcel `index` never enters (the PLC's watchdog held it back)."""
+    index: int
+
+
+class SimLineNews(NamedTuple):
+    """What moved the parcels since the last news, in time order, and `line_mono`: the line has told
+    everything that happened up to that moment (a watermark the camera frames wait for)."""
+    events: tuple
+    line_mono: float

@@ -102,6 +102,11 @@ class RawModbusTcp:
         return self.request(struct.pack(">BHH", 6, address, value))
 
 
+# the example's own fail-safe lines (plc: and io:), replaced by FAILSAFE_IO / FAILSAFE_PLC
+FAILSAFE_LINES = ("heartbeat:", "tower:", "tower_", "buzzer:", "estop_signal:", "estop_ok:", "run_signal:",
+                  "belt_running:", "reset_signal:", "reset_button:", "induct_enable:", "drain_s:", "# fail safe:",
+                  "# watchdog time", "# the line's own signals", "# and the heartbeat the PLC")
+
 FAILSAFE_IO = """
   heartbeat: {table: holding_register, address: 100}
   tower_green: {table: coil, address: 40}
@@ -134,10 +139,11 @@ def line_config(tmp_path: Path, failsafe: bool = True, latch: bool = True, hb_ms
     fail-safe signals, the encoder latch and the heartbeat watchdog. `source`: the example to start
     from (config/wenling-line1-plc-tracking.yaml for PLC-tracking mode)."""
     text = (ROOT / source).read_text(encoding="utf-8")
-    # start from the example without its encoder latch: each test says whether it wants one
+    # start from the example without its encoder latch and its fail-safe signals: each test says
+    # whether it wants them
     text = "\n".join(l for l in text.split("\n")
                      if not l.lstrip().startswith(("latch_", "latch:", "# the counter module latches",
-                                                   "# use the latched counts")))
+                                                   "# use the latched counts") + FAILSAFE_LINES))
     text = text.replace("manifest: ../var/manifest.db", f"manifest: {tmp_path / 'manifest.db'}")
     text = text.replace("database: ../var/records.db", f"database: {tmp_path / 'records.db'}")
     text = text.replace("modbus_port: 1502", "modbus_port: 0")

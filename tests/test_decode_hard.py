@@ -28,7 +28,9 @@ def test_no_wrong_read_on_labels_that_trap_the_engines(cls, module, k):
     img, waybill = make_case(cls, module, k)
     printed = label_texts(cls, module, k)
     codes = D.decode(img)
-    wrong = [c for c in codes if c.symbology in D.ONE_D and c.text not in printed]
+    # a weak read (one attempt only) is reported as such and never sorts unless the line says so;
+    # a confirmed one must be right
+    wrong = [c for c in codes if c.symbology in D.ONE_D and c.text not in printed and not c.weak]
     assert wrong == [], f"{cls} {module} #{k}: printed {sorted(printed)}, read {wrong}"
 
 
@@ -41,26 +43,32 @@ def test_thin_labels_under_perspective_read():
 
 
 def test_a_read_needs_a_second_attempt_to_agree(monkeypatch):
-    """One engine's single read of a region is not reported; the same text from a second,
-    different attempt is."""
+    """One engine's single read of a region is reported as a weak read, not dropped and not as a
+    confirmed one; the same text from a second, different attempt is confirmed."""
     img, wb = make_case("rotation", 3.0, 2)
-    assert wb in [c.text for c in D.decode(img)]
+    codes = D.decode(img)
+    assert wb in [c.text for c in codes] and not any(c.weak for c in codes if c.text == wb)
     real_zxing = E._zxing
     monkeypatch.setattr(E, "_zxing", lambda *a, **k: [])  # one engine gone ...
-    # ... and ZBar's blurred pass the only attempt that still reads: nothing confirms it
+    # ... and the first ZBar pass that reads anything the only attempt that still reads
     real_zbar = E._zbar
-    calls = {"n": 0}
+    state = {"read": False}
 
     def zbar_once(img_, syms, x_density=1, y_density=1):
-        calls["n"] += 1
-        return real_zbar(img_, syms, x_density, y_density) if calls["n"] == 1 else []
+        if state["read"]:
+            return []
+        out = real_zbar(img_, syms, x_density, y_density)
+        state["read"] = bool(out)
+        return out
 
     monkeypatch.setattr(E, "_zbar", zbar_once)
-    got = [c.text for c in D.decode(img, ["code128"])]
-    assert wb not in got and D.STATS["unconfirmed"] >= 1
+    before = D.STATS["unconfirmed"]
+    got = [c for c in D.decode(img, ["code128"]) if c.text == wb]
+    assert state["read"] and len(got) == 1 and got[0].weak and D.STATS["unconfirmed"] > before
     monkeypatch.setattr(E, "_zbar", real_zbar)
     monkeypatch.setattr(E, "_zxing", real_zxing)
-    assert wb in [c.text for c in D.decode(img, ["code128"])]
+    got = [c for c in D.decode(img, ["code128"]) if c.text == wb]
+    assert len(got) == 1 and not got[0].weak
 
 
 def test_two_confirmed_reads_that_disagree_about_one_place_are_both_dropped():

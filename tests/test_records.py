@@ -79,10 +79,17 @@ def test_store_roundtrip_and_queries(tmp_path):
     assert set(OUTCOMES) <= set(counts)
     assert counts["sorted"] == 2 and counts["no_read"] == 1 and counts["lost"] == 0
     assert store.counts_by_outcome("other-run")["sorted"] == 0
-    # the same (run, parcel) again replaces, never duplicates
+    # another record with the same (run, parcel) id never replaces the first: it is kept in
+    # bad_records as a collision; the very same record again (a retry) is stored once
+    store.write_many([rec(4, ended=t0 + 3, outcome="lost")])
     store.write_many([rec(4, ended=t0 + 3, outcome="lost")])
     counts = store.counts_by_outcome("run1")
-    assert counts["sorted"] == 1 and counts["lost"] == 1 and sum(counts.values()) == 4
+    assert counts["sorted"] == 2 and counts["lost"] == 0 and sum(counts.values()) == 4
+    bad = store.bad_records()
+    assert len(bad) == 2 and all("collision" in b["error"] and "run1/4" in b["error"] for b in bad)
+    assert '"lost"' in bad[0]["raw"]
+    assert store.write_many([rec(1, ended=t0)]) == 0  # a retry of what is stored: no new row, no error
+    assert len(store.bad_records()) == 2 and sum(store.counts_by_outcome().values()) == 4
     # same parcel id in another run is another parcel
     store.write_many([rec(4, run_id="run2", ended=t0 + 4)])
     assert sum(store.counts_by_outcome().values()) == 5

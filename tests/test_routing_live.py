@@ -92,12 +92,15 @@ def test_api_routes_and_test(client):
     body = r.json()
     assert r.status_code == 200 and body["ok"] and len(body["version"]) == 12 and body["version_in_force"] == "abc"
     assert body["rules"][5]["town"] == ["泽国镇"] and body["default"] == "MANUAL"
-    r = c.post("/api/routes/test", json={"waybill": "75123456789012", "sort_code": "576-W06 11"})
+    # it tells what the manifest says of a waybill (town, address, phone): the token is needed
+    assert c.post("/api/routes/test", json={"waybill": "75123456789012"}).status_code == 401
+    h = {"Authorization": "Bearer s3cret"}
+    r = c.post("/api/routes/test", json={"waybill": "75123456789012", "sort_code": "576-W06 11"}, headers=h)
     assert r.status_code == 200 and r.json()["chute"] == "C06"
-    r = c.post("/api/routes/test", json={"waybill": "75123456789012"})
+    r = c.post("/api/routes/test", json={"waybill": "75123456789012"}, headers=h)
     assert r.json()["outcome"] == "no_route"
-    assert c.post("/api/routes/test", json={"waybill": "x", "sort_code": "!!"}).status_code == 422
-    assert c.post("/api/routes/test", json={"nope": 1}).status_code == 422
+    assert c.post("/api/routes/test", json={"waybill": "x", "sort_code": "!!"}, headers=h).status_code == 422
+    assert c.post("/api/routes/test", json={"nope": 1}, headers=h).status_code == 422
 
 
 def test_api_manifest_upload(client):
@@ -119,7 +122,7 @@ def test_api_manifest_upload(client):
     m = Manifest(cfg.routing.manifest, readonly=True)
     assert m.lookup("75000000000009") == "大溪镇" and m.lookup_row("SF1423456789012").sort_code == "576-W07-01"
     m.close()
-    r = c.post("/api/routes/test", json={"waybill": "SF1423456789012"})
+    r = c.post("/api/routes/test", json={"waybill": "SF1423456789012"}, headers=h)
     assert r.json()["chute"] == "C07"
 
 
@@ -156,7 +159,8 @@ def test_import_every_column(tmp_path, encoding):
     assert m.lookup_row("JT0012345678901").intercept == 1
     # re-import replaces the whole row: the newest advice counts
     (tmp_path / "b.csv").write_text("waybill,address\n75123456789012,温岭市松门镇1号\n", encoding="utf-8")
-    assert m.import_csv(tmp_path / "b.csv").imported == 1
+    rep = m.import_csv(tmp_path / "b.csv")
+    assert (rep.imported, rep.updated) == (0, 1)     # a waybill the manifest had: updated, not new
     row = m.lookup_row("75123456789012")
     assert row.town is None and row.address == "温岭市松门镇1号" and row.carrier is None
     assert m.count() == 4

@@ -12,7 +12,9 @@ recorded inputs. A scenario file holds:
     xfail: why                                             # a known defect: must fail (strict)
 
 Events: link_down_s, link_drop_quietly_s, no_answer (+ applied), refuse (+ for_s), stall_ms, chute_full (+ for_s),
-disable_chute, enable_chute, pause (true/false), estop_s, force ({signal: value} + for_s),
+disable_chute, enable_chute, pause (true/false), estop_s, reset (the e-stop reset from the page/API),
+force ({signal: value} + for_s), take_off (a parcel index lifted off the belt by hand),
+put_on ({at_mm:, length_mm:}: a parcel put on by hand after the induct eye),
 jam (a diverter output that no longer acts, + for_s).
 
 Expect, all optional: outcomes ({outcome: N or {min:, max:}} over all records); as_planned (each
@@ -35,7 +37,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sorter.messages import SetPaused
+from sorter.messages import ResetLine, SetPaused
 from sorter.plc.sim.parcels import ParcelPlan
 from tests.conftest import load_line_config
 from tests.virtual_line import ListPlan, ParcelTruth, Run, VirtualLine, check_invariants
@@ -44,7 +46,7 @@ HERE = Path(__file__).parent / "scenarios"
 TOP_KEYS = {"description", "base", "config", "parcels", "run", "events", "expect", "xfail"}
 RUN_KEYS = {"decode_latency_ms", "rtt_ms", "reads", "cameras_report", "start_s", "idle_every_ms"}
 EVENT_KEYS = {"at_s", "link_down_s", "link_drop_quietly_s", "no_answer", "applied", "refuse", "for_s", "stall_ms", "chute_full",
-              "disable_chute", "enable_chute", "pause", "estop_s", "force", "jam"}
+              "disable_chute", "enable_chute", "pause", "estop_s", "reset", "force", "jam", "take_off", "put_on"}
 EXPECT_KEYS = {"outcomes", "as_planned", "all_sortable_sorted", "parcels", "groups", "loop", "alarms_seen",
                "alarms_not_seen", "alarms_at_end", "coils", "read_back", "fire_error_ms_max"}
 WHERE_KEYS = {"index", "town", "expected", "inducted", "in_flight_at", "landed", "landed_s"}
@@ -126,6 +128,14 @@ def apply_event(line: VirtualLine, ev: dict) -> None:
         line.set_chute_enabled(ev["enable_chute"], True)
     if "pause" in ev:
         line.send(SetPaused(bool(ev["pause"])))
+    if ev.get("reset"):
+        line.send(ResetLine("a scenario"))
+    if "take_off" in ev:
+        if not line.physics.take_off(int(ev["take_off"]), line.clock.t):
+            raise ScenarioError(f"take_off: parcel {ev['take_off']} is not on the belt at {ev['at_s']} s")
+    if "put_on" in ev:
+        line.extras.append(line.physics.put_on(line.clock.t, float(ev["put_on"]["at_mm"]),
+                                               float(ev["put_on"].get("length_mm", 300))))
     if "estop_s" in ev:
         sig = line.cfg.plc.estop_signal
         if sig is None:

@@ -78,7 +78,8 @@ def test_sim_camera_worker_reads_offsets_noread_images_and_health(tmp_path):
         m = wait_for(out_q, FrameReads)
         name, t_cap, ms, shape, codes, dropped, watermark = m
         assert name == "top" and t_cap == t1 and shape == (768, 1024) and watermark >= t_cap
-        sym, text, poly, offset = codes[0]
+        sym, text, poly, offset, weak = codes[0]
+        assert weak is False  # a clean rendered label: confirmed
         assert (sym, text) == ("code128", "SF1234567890123")
         cx = np.mean([q[0] for q in poly])
         assert offset == pytest.approx((cx - 512) * 0.5, abs=1.0)
@@ -168,13 +169,36 @@ def test_code_reader_reopened_with_backoff(tmp_path):
         wait_for(out_q, CameraUp)
         conn.sendall(b"]C0ZT75123456789012\r\n")
         m = wait_for(out_q, FrameReads)
-        assert m.codes == [("code128", "ZT75123456789012", (), None)] and m.watermark >= m.capture_mono
+        assert m.codes == [("code128", "ZT75123456789012", (), None, False)] and m.watermark >= m.capture_mono
         conn.close()
         assert "closed" in wait_for(out_q, CameraDown).error
         srv.close()
     finally:
         p.terminate()
         p.join(5)
+
+
+def test_code_reader_latency_moves_the_capture_time_back(tmp_path):
+    """A reader's configured latency is taken off each read's arrival time (the parcel was under
+    the reader that much earlier)."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    srv.settimeout(15)
+    port = srv.getsockname()[1]
+    p, out_q, _ = start(f"reader://127.0.0.1:{port}", tmp_path, latency_ms=400)
+    try:
+        conn, _ = srv.accept()
+        wait_for(out_q, CameraUp)
+        t_sent = time.monotonic()
+        conn.sendall(b"]C0ZT75123456789012\r\n")
+        m = wait_for(out_q, FrameReads)
+        # arrival is at or after t_sent; 400 ms back puts the capture before the send
+        assert m.capture_mono <= t_sent - 0.3
+        assert m.capture_mono >= t_sent - 0.4 - 5.0
+        conn.close()
+    finally:
+        p.terminate()
+        p.join(5)
+        srv.close()
 
 
 def test_ring_drops_and_counts_when_the_decoder_is_behind():
@@ -193,3 +217,50 @@ def test_ring_drops_and_counts_when_the_decoder_is_behind():
         assert [t for t, _ in ring.frames_between(1.0, 4.0)] == [1.0, 2.0, 3.0, 4.0]
     finally:
         ring.close()
+
+
+def test_weak_reads_are_sent_flagged(monkeypatch):
+    """A weak read (one decoding attempt only) goes to the service as the 5th element of its tuple:
+    the timing process keeps it on the record and decides whether it may sort."""
+    from sorter.vision.decode import Code
+    from sorter.vision.worker import CameraWorker
+
+    q = queue.Queue()
+    w = CameraWorker("top", "sim://top", ["code128"], q,
+                     config=CameraConfig(name="top", source="sim://top", position_mm=1000))
+    codes = [Code("code128", "SF1", ((0, 0), (10, 0)), weak=True), Code("code128", "SF2", ((0, 0), (10, 0)))]
+    monkeypatch.setattr("sorter.vision.worker.decode", lambda *a, **k: codes)
+    w._decode_frame(type("Src", (), {"free_running": True})(), time.monotonic(), np.zeros((8, 8), np.uint8))
+    msg = q.get_nowait()
+    assert [(c[1], c[4]) for c in msg.codes] == [("SF1", True), ("SF2", False)]
+    assert w.health()["weak_reads_sent"] == 1
+
+
+
+def test_camera_latency_moves_each_frames_capture_time_back(tmp_path):
+    server = FrameServer()
+    p, out_q, _ = start(f"tcp://127.0.0.1:{server.port}/top", tmp_path, latency_ms=250)
+    try:
+        wait_for(out_q, CameraUp)
+        connected(server)
+        t1 = time.monotonic()
+        server.send("top", t1, frame_with("SF1234567890123", 1))
+        m = wait_for(out_q, FrameReads)
+        assert m.capture_mono == pytest.approx(t1 - 0.25, abs=1e-6) and m.watermark >= m.capture_mono
+        assert [c[1] for c in m.codes] == ["SF1234567890123"]
+    finally:
+        p.terminate()
+        p.join(5)
+
+
+def test_noread_frames_leave_the_disk_to_the_records(tmp_path, monkeypatch):
+    """No-read frames share a disk with the records: none is written that would leave less than the
+    reserve free; the ones skipped are counted."""
+    from sorter.vision.worker import NoReadKeeper
+
+    k = NoReadKeeper(tmp_path / "noreads", "top")
+    frame = [(0.0, np.full((40, 40), 128, np.uint8))]
+    assert len(k.keep("run", "1", frame)) == 1 and k.skipped == 0
+    monkeypatch.setattr(NoReadKeeper, "RESERVE_SHARE", 1.0)  # a disk that is "full" to the keeper
+    assert k.keep("run", "2", frame) == [] and k.skipped == 1
+    assert sorted(p.name for p in (tmp_path / "noreads").iterdir()) == ["run_1_top_0.jpg"]

@@ -38,13 +38,13 @@ import numpy as np
 from sorter.controller.config.line import Config
 from sorter.controller.routing.manifest import Manifest
 from sorter.controller.timing.loop import TimingLoop
-from sorter.messages import Read, Record, TimingStatus, Watermark
+from sorter.messages import Inducted, Read, Record, TimingStatus, Watermark
 from sorter.plc.line_io import DeviceRefused, LinkDown, NoAnswer
 from sorter.plc.modbus_io import plan_reads
 from sorter.plc.sim.advice import SimAdvice
 from sorter.plc.sim.modbus_server import SimIOModule
 from sorter.plc.sim.parcels import ParcelPlan
-from sorter.plc.sim.physics import LinePhysics, OutputHistory
+from sorter.plc.sim.physics import OFF_BELT, LinePhysics, OutputHistory
 from sorter.plc.sim.waybills import make_waybill
 
 OUTCOMES = {"sorted", "no_read", "multi_read", "no_route", "chute_unavailable", "too_late", "gap_too_small",
@@ -278,10 +278,7 @@ class VirtualIO:
         unanswered = state and signal in self.no_answer
         applied = self.no_answer.pop(signal) if unanswered else True
         if applied:
-            if signal in self.module.physics.outputs:
-                self.module.physics.write_output(signal, bool(state), t)
-            else:
-                self.module.coils[signal] = bool(state)
+            self.module.write_coil(signal, bool(state), t)
             self.writes.append((t, signal, int(state)))
         if unanswered:
             self.clock.advance_to(t0 + self.timeout_s)
@@ -416,7 +413,9 @@ class Run:
 
     def wrong_chute(self) -> list[ParcelTruth]:
         reject = self.line.cfg.line.reject_chute
-        return [p for p in self.parcels if p.landed is not None and p.landed != reject and p.landed not in p.ok]
+        # (a parcel a person took off the belt is nowhere the line put it)
+        return [p for p in self.parcels if p.landed is not None and p.landed not in (reject, OFF_BELT)
+                and p.landed not in p.ok]
 
     def mis_sorts(self) -> list[dict]:
         """Parcels not where they belong, the reject chute included for a sortable one (as the
@@ -447,8 +446,11 @@ class VirtualLine:
     def __init__(self, cfg: Config, plan, n: int, seed: int = 1, *, decode_latency_s: float = 0.03,
                  rtt_s: float = 0.0003, idle_every_s: float = 0.05, reads: bool = True,
                  cameras_report: bool = True, start_s: float = 0.0, loop_cls=None, tweak=None,
-                 advice: str = "manifest"):
+                 advice: str = "manifest", stamp_late_s: float = 0.0):
+        """`stamp_late_s`: the cameras stamp each frame this much after it was really taken (an IP
+        camera's stream latency that no `latency_ms` corrects)."""
         self.cfg, self.plan, self.n, self.seed = cfg, plan, n, seed
+        self.stamp_late_s = stamp_late_s
         self.clock = VirtualClock()
         self.t0 = self.clock.t
         if cfg.plc.mode == "plc_tracking":  # the simulated PLC tracks parcels and drives its diverters
@@ -456,7 +458,10 @@ class VirtualLine:
             self.module = SimIOModule(cfg, None, clock=self.clock.monotonic)
             self.physics = attach(self.module, cfg, plan, self.t0, n)
         else:
-            self.physics = LinePhysics(cfg, plan, self.t0, n)
+            # the line runs as planned until the controller's own writes say otherwise (a controller
+            # that starts late, start_s, finds parcels already coming); the coil decides from its
+            # first write on
+            self.physics = LinePhysics(cfg, plan, self.t0, n, induct_enabled=True)
             self.module = SimIOModule(cfg, self.physics, clock=self.clock.monotonic)
         if tweak is not None:
             tweak(self.physics)
@@ -483,6 +488,8 @@ class VirtualLine:
         self.statuses: list[dict] = []
         self.alarms_seen: set[str] = set()
         self.records: list[dict] = []
+        self.journal: list[int] = []  # parcel ids of the Inducted messages (journal rows opened)
+        self.extras: list[int] = []  # physics indexes of parcels put on the belt by hand
         self.messages: Counter = Counter()
         self.horizon_s = plan.get(n - 1).head_s + (cfg.line.end_mm + 2000) / plan.speed_mm_s + 30.0
 
@@ -568,10 +575,17 @@ class VirtualLine:
                 self.at(0.0, lambda cam=cam, st=state: self._idle(cam, st))
 
     def _capture(self, cam, p, st) -> None:
-        self.physics.advance(self.clock.t)
-        if p.index in self.physics.held:
-            return  # induction was stopped: it never came under the camera
-        t_cap = self.clock.t
+        # planned for when it would pass with the line never stopped: induction or the belt may
+        # have stood still since, so ask the physics, and come back when it really passes
+        ph = self.physics
+        ph.advance(self.clock.t)
+        if p.index in ph.held:
+            return  # the watchdog stopped induction: it never came under the camera
+        t_pass = ph.point_time(p.index, cam.position_mm, p.length_mm / 2, self.clock.t)
+        if t_pass > self.clock.t + 1e-9:
+            self.clock.at(t_pass, lambda: self._capture(cam, p, st))
+            return
+        t_cap = self.clock.t + self.stamp_late_s
         codes = label_codes(p) if self.reads else []
         st["pending"] += 1
         self.at(self.now_s + self.decode_latency_s, lambda: self._deliver(cam, t_cap, codes, st))
@@ -598,6 +612,8 @@ class VirtualLine:
             self.messages[kind.__name__] += 1
             if kind is Record:
                 self.records.append(msg.record)
+            elif kind is Inducted:
+                self.journal.append(msg.parcel_id)
             elif kind is TimingStatus:
                 self.statuses.append(msg.status)
                 self.alarms_seen.update(a["id"] for a in msg.status["alarms"])
@@ -608,6 +624,9 @@ class VirtualLine:
         self._take_messages()
         ph = self.physics
         done = ph.next_index >= self.n and not ph.on_belt and not self.loop.tracker.parcels
+        if self.extras and done:  # a parcel put on by hand has no record: wait until its chute saw it
+            last = max(f.t_mono for f in ph.fates.values())
+            done = self.clock.t > last + self.cfg.sim.chute_slide_ms / 1000 + 0.5
         if done or self.now_s > self.horizon_s:
             self.loop.stop = True
             return
@@ -635,7 +654,7 @@ class VirtualLine:
         ph, reject = self.physics, self.cfg.line.reject_chute
         alternates = getattr(self.advice, "alternates", None)
         out = []
-        for i in range(ph.next_index):
+        for i in range(ph.next_index):  # the parcels that reached the induct (the rest wait on the infeed)
             if i in ph.held:
                 continue  # the watchdog stopped induction: it never entered the line
             p = self.plan.get(i)
@@ -647,7 +666,7 @@ class VirtualLine:
             ok = set(want) or {reject}
             if p.expected_outcome == "multi_read" and p.waybill_visible and p.in_manifest:
                 ok |= set(self.advice.expected_chutes(p))  # a camera that missed the stale label
-            head_s = p.head_s
+            head_s = ph.entered[i] - self.t0  # when it really entered: induction may have stood still
             if want and fate is not None:
                 end_s = fate.t_mono - self.t0 + 0.5
 
@@ -691,6 +710,15 @@ def check_invariants(run: Run) -> None:
     assert len(pids) == len(set(pids)), "a parcel has two records"
     assert sorted(pids) == list(range(1, len(run.parcels) + 1)), \
         (len(pids), len(run.parcels), run.outcomes())  # one record for each parcel that entered
+    # the journal: every parcel the tracker took onto the belt was journaled at once, and its row is
+    # closed by its record (only a parcel known to have passed unseen, by the latch counter or the
+    # PLC's mailbox, is recorded at once without one)
+    journal = line.journal
+    assert len(journal) == len(set(journal)), "a parcel journaled twice"
+    assert set(journal) <= set(pids), sorted(set(journal) - set(pids))[:10]
+    unseen = ("could not be read (latch counter)", "posted by the PLC while its mailbox could not be read")
+    unjournaled = [r for r in run.records if r["parcel_id"] not in set(journal)]
+    assert all(any(u in r["reason"] for u in unseen) for r in unjournaled), unjournaled[:3]
     for r in run.records:
         assert r["outcome"] in OUTCOMES, r
         assert r["outcome"] == "sorted" or r["reason"], r

@@ -165,6 +165,31 @@ def cmd_check(args) -> int:
     return 0
 
 
+def cmd_latency(args) -> int:
+    """How late the camera's frames arrive, from a running line: the timing process notes where each
+    read puts its parcel's centre against the camera's centre line; frames that arrive later than
+    the camera's `latency_ms` says show parcels that seem to have gone on by belt speed x the rest."""
+    import json
+    import urllib.request
+
+    _, cam = _camera(args)
+    try:
+        with urllib.request.urlopen(args.url.rstrip("/") + "/api/status", timeout=5) as r:
+            status = json.loads(r.read())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"{args.url}: no status from the running line ({exc}); is `sorter run` up?")
+    got = ((status.get("line") or {}).get("read_offsets") or {}).get(cam.name)
+    if not got:
+        raise SystemExit(f"camera {cam.name}: fewer than 5 reads matched to parcels yet; run parcels past it first")
+    now = cam.latency_ms
+    print(f"camera {cam.name}: {got['n']} reads; their parcels' centres {got['median_mm']:+.1f} mm from the "
+          f"camera's centre line (median)")
+    print(f"  latency_ms now {now:.0f}; the reads suggest {now + got['latency_ms']:.0f} "
+          f"({got['latency_ms']:+.0f} ms). Labels far off their parcels' centres blur this: use a test parcel "
+          "with its label in the middle")
+    return 0
+
+
 def add_arguments(p: argparse.ArgumentParser, with_config=None) -> None:
     sub = p.add_subparsers(dest="calib_cmd", required=True)
 
@@ -200,6 +225,10 @@ def add_arguments(p: argparse.ArgumentParser, with_config=None) -> None:
     sp.add_argument("--image")
     sp.add_argument("--grab", action="store_true")
     sp.set_defaults(calib_fn=cmd_points)
+
+    sp = common(sub.add_parser("latency", help="how late the camera's frames arrive, from a running line"))
+    sp.add_argument("--url", default="http://127.0.0.1:8080", help="the running line's API")
+    sp.set_defaults(calib_fn=cmd_latency)
 
     sp = common(sub.add_parser("check", help="show where pixels lie on the belt"))
     sp.add_argument("--pixel", type=_pair, action="append", help="X,Y (repeatable)")

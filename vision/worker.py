@@ -15,8 +15,11 @@ A source that fails is reopened with backoff (0.5 s doubling to 10 s); a free-ru
 driver hangs inside a read the process exits so that the service restarts it.
 
 Messages (``out_q``, types in :mod:`sorter.messages`): CameraUp, CameraDown, CameraIdle, FrameReads
-(codes ``(symbology, text, polygon, offset_mm)``, offset_mm None when uncalibrated), and
-CameraHealthReport about every second.
+(codes ``(symbology, text, polygon, offset_mm, weak)``, offset_mm None when uncalibrated, weak True
+for a 1-D read only one decoding attempt made), and CameraHealthReport about every second.
+
+Capture times are the camera's exposure on the monotonic clock: the configured ``latency_ms`` (an
+RTSP stream's or a code reader's delay) is taken off each frame's and each read's arrival time.
 Commands (``cmd_q``): KeepFrames keeps the frames of a no-read parcel on disk; ParcelWindow tells
 the worker a parcel passed (for reads per parcel and the read rate; without these, each frame of a
 triggered camera is taken as one parcel).
@@ -38,7 +41,7 @@ import cv2
 import numpy as np
 
 from sorter.vision.decode import STATS as _decode_stats
-from sorter.vision.decode import decode
+from sorter.vision.decode import ReadRules, decode
 from sorter.vision.sources import NoFrame, Reads, SourceError, open_source
 from sorter.messages import (CameraDown, CameraHealthReport, CameraIdle, CameraUp, FrameReads, KeepFrames,
                              ParcelWindow)
@@ -108,6 +111,9 @@ class CameraWorker:
         self.cfg = config if config is not None else CameraConfig(name=name, source=source, position_mm=0)
         self.symbologies = list(symbologies)
         self.engines = list(self.cfg.engines)
+        self.rules = ReadRules(self.cfg.code39_check, tuple(self.cfg.itf_lengths), self.cfg.itf_check_digit)
+        self.latency_s = self.cfg.latency_ms / 1000.0
+        self.weak_sent = 0  # reads only one decoding attempt made (flagged, sent)
         self.max_age_s = max_age_s
         self.health_s = health_s
         kd = keep_dir or self.cfg.noread_dir
@@ -205,12 +211,13 @@ class CameraWorker:
             try:
                 t, reads = src.read()
             except NoFrame:
-                self.put(CameraIdle(self.name, time.monotonic()))
+                self.put(CameraIdle(self.name, time.monotonic() - self.latency_s))
                 continue
             assert isinstance(reads, Reads)
             self.backoff = BACKOFF_MIN
             self.noread_lines += reads.noread
-            codes = [(s, txt, (), None) for s, txt in reads.codes]
+            t -= self.latency_s  # the reader decoded it before its line reached us
+            codes = [(s, txt, (), None, False) for s, txt in reads.codes]
             self.frames += 1
             self.reads += len(codes)
             self.frame_times.append(t)
@@ -247,7 +254,7 @@ class CameraWorker:
                         if self.ring is not None:
                             self.ring.abort()
                         if idle.watermark is not None:
-                            st["idle"] = idle.watermark
+                            st["idle"] = idle.watermark - self.latency_s
                         continue
                     finally:
                         st["in_read_since"] = None
@@ -300,13 +307,17 @@ class CameraWorker:
             th.join(2.0)
 
     def _decode_frame(self, src, t_cap: float, frame: np.ndarray) -> None:
+        t_cap -= self.latency_s  # when the camera exposed it, not when it arrived
         if time.monotonic() - t_cap > self.max_age_s:
             self.stale += 1
             return
         t0 = time.perf_counter()
-        codes = decode(frame, self.symbologies, engines=self.engines)
+        codes = decode(frame, self.symbologies, engines=self.engines, rules=self.rules)
         ms = (time.perf_counter() - t0) * 1000
-        out = [(c.symbology, c.text, c.polygon, self.offset_of(c.polygon, frame.shape)) for c in codes]
+        # weak reads go too, flagged: the timing process keeps them on the record and lets them sort
+        # only where the camera's config says so (cameras[].weak_reads_sort)
+        out = [(c.symbology, c.text, c.polygon, self.offset_of(c.polygon, frame.shape), c.weak) for c in codes]
+        self.weak_sent += sum(1 for c in codes if c.weak)
         # the watermark: every frame captured before it has been decoded and sent. Frames come in
         # capture order, so that is this frame's capture time; only the source can promise more
         # (the simulated cameras' heartbeat, sent on as "idle")
@@ -370,6 +381,8 @@ class CameraWorker:
             # reads the decoder withheld: no second attempt agreed, or two disagreed. A count that
             # climbs means labels at the edge of what this camera resolves (focus, distance, speed)
             "unconfirmed_reads": _decode_stats["unconfirmed"], "conflicting_reads": _decode_stats["conflicts"],
+            "weak_reads": _decode_stats["weak"], "weak_reads_sent": self.weak_sent,
+            "noread_frames_skipped": self.keeper.skipped if self.keeper else 0,
         }
         alarm = ""
         if read_rate is not None and n >= min(self.cfg.read_rate_window, 50) and read_rate < self.cfg.read_rate_floor:
@@ -397,10 +410,23 @@ def _rss_mb() -> float | None:
 
 class NoReadKeeper:
     """No-read frames on disk: ``DIR/<run>_<parcel>_<camera>_<k>.jpg``, at most ``max_mb`` in all
-    (oldest deleted first)."""
+    (oldest deleted first). They usually share a disk with the records, which are worth more: a
+    frame is not written when it would leave less than RESERVE free (counted in ``skipped``)."""
+
+    RESERVE_BYTES = 64_000_000
+    RESERVE_SHARE = 0.05
 
     def __init__(self, root: Path, camera: str, max_mb: float = 500, quality: int = 90):
         self.root, self.camera, self.max_bytes, self.quality = root, camera, int(max_mb * 1e6), quality
+        self.skipped = 0
+
+    def _room_for(self, n: int) -> bool:
+        try:
+            st = os.statvfs(self.root)
+        except OSError:
+            return False
+        free, size = st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+        return free - n >= max(self.RESERVE_BYTES, self.RESERVE_SHARE * size)
 
     def keep(self, run_id: str, parcel_id: str, frames: list[tuple[float, np.ndarray]]) -> list[Path]:
         if not frames:
@@ -412,6 +438,9 @@ class NoReadKeeper:
             p = self.root / f"{safe(run_id)}_{safe(parcel_id)}_{safe(self.camera)}_{k}.jpg"
             ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
             if not ok:
+                continue
+            if not self._room_for(len(buf)):
+                self.skipped += 1  # the records need the disk more
                 continue
             tmp = p.with_suffix(".tmp")
             tmp.write_bytes(buf.tobytes())

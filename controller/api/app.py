@@ -8,7 +8,7 @@ needs ``Authorization: Bearer <token>`` and is refused outright when no token is
 
 from __future__ import annotations
 
-import hmac
+import inspect
 import logging
 import math
 import re
@@ -21,13 +21,15 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from sorter.controller.api.guard import BodyLimits, install as install_guard, token_guard
 from sorter.controller.records.store import OUTCOMES, RecordStore
+from sorter.controller.timing.line_state import STATES
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).with_name("static")
 CHUTE_ID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
-LINE_STATES = ("starting", "running", "paused", "fault", "stopped")
+LINE_STATES = STATES  # the line state machine's (timing/line_state.py)
 MAX_PARCELS = 1000
 
 # The page builds its DOM with textContent; the CSP makes sure no injected markup could run.
@@ -49,8 +51,10 @@ class Control(Protocol):
 
     def resume(self) -> None: ...
 
-    def reload_routes(self) -> tuple[bool, str]:
-        """(ok, message); on failure the message names the file and line, the old table stays."""
+    def reload_routes(self, force: bool = False) -> tuple[bool, str]:
+        """(ok, message); on failure the message names the file and line, the old table stays.
+        force: install a valid table that would otherwise be refused as unsafe (no rules, no
+        default, a big fall in rules); a control without the parameter cannot be forced."""
         ...
 
 
@@ -128,6 +132,21 @@ class _StatusCollector:
         for s in LINE_STATES:
             g.add_metric([s], 1.0 if s == state else 0.0)
         yield g
+        g = GaugeMetricFamily("line_test_mode", "1 while a commissioning test mode drives the diverters")
+        g.add_metric([], 1.0 if line.get("test_mode") else 0.0)
+        yield g
+        g = GaugeMetricFamily("line_induct_enabled", "1 while the line lets parcels in")
+        g.add_metric([], 1.0 if line.get("induct_enable") else 0.0)
+        yield g
+        records = st.get("records") or {}
+        for key, doc in (("in_flight", "Parcels on the belt whose records are still open (journal)"),
+                         ("id_collisions", "Parcel ids seen twice (kept in bad_records)"),
+                         ("faulted_previous_run", "Parcels on the belt when the last run ended, recorded as fault"),
+                         ("faulted_timing_restart", "Parcels in flight when the timing process died, recorded "
+                                                    "as fault")):
+            g = GaugeMetricFamily("records_" + key, doc)
+            g.add_metric([], float(records.get(key) or 0))
+            yield g
 
         g = GaugeMetricFamily("alarms_active", "Active alarms")
         g.add_metric([], float(len(st.get("alarms") or [])))
@@ -172,6 +191,7 @@ def create_app(
     control: Control | None = None,
     token: str | None = None,
     routers: Sequence[APIRouter] = (),
+    body_limits: BodyLimits | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Sorting line controller",
@@ -179,6 +199,8 @@ def create_app(
         version="1",
     )
     token = token or None  # an empty string is no token
+    # body limits, the JSON check, short 4xx answers and the token's guess limit (controller/api/guard.py)
+    install_guard(app, token, body_limits)
 
     def snapshot() -> dict:
         try:
@@ -245,15 +267,7 @@ def create_app(
 
     # ------------------------------------------------------------------ control (token)
     def require_token(request: Request) -> Control:
-        if token is None:
-            raise HTTPException(403, "control disabled: set api token")
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not given:
-            raise HTTPException(401, "bearer token required", headers={"WWW-Authenticate": "Bearer"})
-        if not hmac.compare_digest(given.strip().encode(), token.encode()):
-            log.warning("control request with a wrong token from %s", request.client.host if request.client else "?")
-            raise HTTPException(401, "wrong token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        token_guard(request).require(request)   # the same answers and guess limit on every endpoint
         if control is None:
             raise HTTPException(503, "no line control attached")
         return control
@@ -298,10 +312,23 @@ def create_app(
         run("resume", ctl.resume)
         return {"ok": True}
 
+    @app.post("/api/line/reset", summary="Reset the line after an emergency stop (token)")
+    def reset_line(request: Request, ctl: Control = Depends(require_token)) -> JSONResponse:
+        audit(request, "reset after emergency stop")
+        if not hasattr(ctl, "reset"):
+            raise HTTPException(501, "this line's control has no reset")
+        ok, message = run("reset", lambda: ctl.reset(request.client.host if request.client else ""))
+        return JSONResponse({"ok": bool(ok), "message": str(message)}, status_code=200 if ok else 409)
+
     @app.post("/api/routes/reload", summary="Reload the routing table (token)")
-    def reload_routes(request: Request, ctl: Control = Depends(require_token)) -> JSONResponse:
-        audit(request, "routes reload")
-        result = run("routes reload", ctl.reload_routes)
+    def reload_routes(request: Request, ctl: Control = Depends(require_token),
+                      force: bool = Query(False, description="install a valid table even if it has no rules, no "
+                                                             "default, or far fewer rules than the one in force")
+                      ) -> JSONResponse:
+        audit(request, "routes reload" + (" (forced)" if force else ""))
+        if force and "force" not in inspect.signature(ctl.reload_routes).parameters:
+            raise HTTPException(501, "this line's control cannot force a routes reload")
+        result = run("routes reload", (lambda: ctl.reload_routes(force=True)) if force else ctl.reload_routes)
         try:
             ok, message = result
         except (TypeError, ValueError):

@@ -1,15 +1,16 @@
 """HTTP endpoints for routing, mounted by controller/api/server.py.
 
-    GET  /api/routes            the route table on disk: version, rules, default, intercept, notes
-                                (and the version in force in the timing process)
-    POST /api/routes/test       route a waybill: {"waybill": ..., "town"|"address"|"sort_code": ...}
+    GET  /api/routes            the route table in force: version, rules, default, intercept, notes
+                                (and the version in the timing process); `ok` false with the
+                                problems of the file on disk when it was refused
+    POST /api/routes/test       (token: it tells a manifest row) route a waybill:
+                                {"waybill": ..., "town"|"address"|"sort_code": ...}
     POST /api/manifest          (token) pre-advice: a JSON array / {"rows": [...]}, JSON lines, or CSV
                                 text (Content-Type text/csv; UTF-8 or GBK)
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import threading
@@ -18,8 +19,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from sorter.controller.api.guard import DEFAULT_BODY_LIMITS, TokenGuard, token_guard
+
 log = logging.getLogger("sorter.api.routing")
-MAX_MANIFEST_BYTES = 64 << 20
+MAX_MANIFEST_BYTES = DEFAULT_BODY_LIMITS["/api/manifest"]
 
 
 class RouteTest(BaseModel):
@@ -50,16 +53,17 @@ def router(svc) -> APIRouter | None:
                 rt.reload_if_changed()
             return rt
 
+    # mounted on an app without create_app's guard (a test, a tool): a guard of its own
+    own_guard = TokenGuard(getattr(svc, "token", None))
+
     def require_token(request: Request) -> None:
-        token = getattr(svc, "token", None)
-        if token is None:
-            raise HTTPException(403, "control disabled: set api token")
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not given:
-            raise HTTPException(401, "bearer token required", headers={"WWW-Authenticate": "Bearer"})
-        if not hmac.compare_digest(given.strip().encode(), token.encode()):
-            log.warning("manifest upload with a wrong token from %s", request.client.host if request.client else "?")
-            raise HTTPException(401, "wrong token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        token_guard(request, own_guard).require(request)
+
+    def in_force_router():
+        """The service's Router (the table in force, and why a file was refused), when there is one;
+        else this API's own, which reloads like the service's."""
+        rt = getattr(svc, "router", None)
+        return rt if rt is not None and hasattr(rt, "state") else get_router()
 
     def in_force() -> str | None:
         try:
@@ -78,15 +82,19 @@ def router(svc) -> APIRouter | None:
     def get_routes() -> dict:
         from sorter.controller.routing.routes import RoutesError
         try:
-            rt = get_router()
+            rt = in_force_router()
         except RoutesError as exc:
             return {"ok": False, "problems": exc.problems, "version_in_force": in_force()}
         st = rt.state
-        return st.table.as_dict() | {"ok": True, "version": st.version, "version_in_force": in_force(),
+        refused = list(rt.refused or ())
+        # the table in force, and beside it why the file on disk is not (ok: false until it is)
+        return st.table.as_dict() | {"ok": not refused, "refused": refused, "version": st.version,
+                                     "version_in_force": in_force(),
                                      "carriers": list(st.carriers.order), "towns": sorted(st.gazetteer.towns),
                                      "warnings": list(st.warnings)}
 
-    @r.post("/api/routes/test", summary="Route one waybill and say why (manifest, or the advice given)")
+    @r.post("/api/routes/test", summary="Route one waybill and say why (token: it tells the manifest's advice)",
+            dependencies=[Depends(require_token)])
     def test_route(body: RouteTest) -> dict:
         from sorter.controller.routing.carriers import normalise
         from sorter.controller.routing.manifest import ManifestRow, normalise_sort_code
@@ -118,14 +126,16 @@ def router(svc) -> APIRouter | None:
     @r.post("/api/manifest", summary="Import pre-advice rows (token)", dependencies=[Depends(require_token)])
     async def post_manifest(request: Request) -> dict:
         from starlette.concurrency import run_in_threadpool
+        limits = getattr(request.app.state, "body_limits", None)
+        most = limits.for_path("/api/manifest") if limits is not None else MAX_MANIFEST_BYTES
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_MANIFEST_BYTES):
-            raise HTTPException(413, f"at most {MAX_MANIFEST_BYTES >> 20} MB per request")
+        if length is not None and (not length.isdigit() or int(length) > most):
+            raise HTTPException(413, f"at most {most >> 20} MB per request")
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
-            if len(body) > MAX_MANIFEST_BYTES:
-                raise HTTPException(413, f"at most {MAX_MANIFEST_BYTES >> 20} MB per request")
+            if len(body) > most:
+                raise HTTPException(413, f"at most {most >> 20} MB per request")
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         rep = await run_in_threadpool(_import, cfg, bytes(body), ctype)
         if rep.error:
@@ -137,6 +147,7 @@ def router(svc) -> APIRouter | None:
 
 
 def _import(cfg, body: bytes, ctype: str):
+    from sorter.controller.api.guard import clip
     from sorter.controller.routing.manifest import ImportReport, Manifest, decode_csv_bytes
     m = Manifest(cfg.routing.manifest)
     try:
@@ -156,6 +167,10 @@ def _import(cfg, body: bytes, ctype: str):
                     items.append((n, json.loads(line)))
                 except json.JSONDecodeError as exc:
                     rep.bad(n, f"not JSON: {exc.msg}")
+                except RecursionError:
+                    rep.bad(n, "JSON nested too deeply")
+                except ValueError as exc:
+                    rep.bad(n, f"not usable JSON: {clip(str(exc), 120)}")
             m._import_records(items, rep, lambda: 0, 0, None)
             return rep
         try:
@@ -163,6 +178,10 @@ def _import(cfg, body: bytes, ctype: str):
         except json.JSONDecodeError as exc:
             return ImportReport("upload", error=f"line {exc.lineno}: not JSON: {exc.msg} "
                                                 "(send JSON, JSON lines, or CSV with Content-Type text/csv)")
+        except RecursionError:   # the parser's own depth limit (~1000 levels; a manifest has 2)
+            return ImportReport("upload", error="JSON nested too deeply (a manifest is an array of flat objects)")
+        except ValueError as exc:   # e.g. an integer past Python's digit limit
+            return ImportReport("upload", error=f"not usable JSON: {clip(str(exc), 120)}")
         return m.import_records(data, ImportReport("upload", encoding=enc))
     finally:
         m.close()

@@ -2,7 +2,11 @@
 
 With ``--json`` one JSON object per image, one per line::
 
-    {"file": "a.png", "reads": [{"symbology": "code128", "text": "...", "polygon": [[x, y], ...]}], "ms": 12.3}
+    {"file": "a.png", "reads": [{"symbology": "code128", "text": "...", "polygon": [[x, y], ...], "weak": false}],
+     "ms": 12.3}
+
+``weak``: a 1-D read that only one decoding attempt made (likelier wrong; a line sorts on it only
+when its camera's ``weak_reads_sort`` is on).
 
 ``ms`` is the in-process decode time (image loading excluded).  A file that cannot be read gives
 ``{"file": "...", "error": "..."}``; the other files are still processed and the exit code is 1.
@@ -49,7 +53,8 @@ def run(paths: list[str], as_json: bool, symbologies: Iterable[str] | None = Non
             obj = {
                 "file": path,
                 "reads": [
-                    {"symbology": c.symbology, "text": c.text, "polygon": [list(p) for p in c.polygon]}
+                    {"symbology": c.symbology, "text": c.text, "polygon": [list(p) for p in c.polygon],
+                     "weak": c.weak}
                     for c in codes
                 ],
                 "ms": round(ms, 2),
@@ -62,7 +67,8 @@ def run(paths: list[str], as_json: bool, symbologies: Iterable[str] | None = Non
                 xs = [p[0] for p in c.polygon] or [0]
                 ys = [p[1] for p in c.polygon] or [0]
                 cx, cy = sum(xs) // len(xs), sum(ys) // len(ys)
-                out.write(f"{_safe(path)}: {c.symbology} {_safe(c.text)} at ({cx},{cy}) ({ms:.1f} ms)\n")
+                weak = " (weak: one attempt only)" if c.weak else ""
+                out.write(f"{_safe(path)}: {c.symbology} {_safe(c.text)}{weak} at ({cx},{cy}) ({ms:.1f} ms)\n")
         out.flush()
     return rc
 

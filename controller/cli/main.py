@@ -24,7 +24,12 @@ def _length(text: str) -> tuple[float, float]:
 
 
 def cmd_check_config(args) -> int:
-    cfg = load_or_exit(args.config)
+    from sorter.controller.cli.check import check_line_files
+    cfg, problems = check_line_files(args.config)
+    if problems:
+        # every mistake of the line file and of the routing files it names, in one pass
+        sys.stderr.write(f"{args.config}: invalid configuration\n" + "".join(f"  {p}\n" for p in problems))
+        return 2
     line = cfg.line
     print(f"{args.config}: OK")
     print(f"  line      {line.name}")

@@ -29,9 +29,15 @@ def _state(cfg):
 
 
 def cmd_check(args) -> int:
+    from sorter.controller.routing.routes.safety import unsafe
     cfg = load_or_exit(args.config)
     st = _state(cfg)
     t = st.table
+    refused = unsafe(t)
+    if refused:
+        # valid, but it would stop the line: a reload refuses it too
+        sys.stderr.write("route table refused:\n" + "".join(f"  {p}\n" for p in refused))
+        return 1
     print(f"{t.path}: OK, version {st.version}")
     print(f"  rules     {len(t.rules)}; default {t.default or '-'}; intercept {t.intercept_chute or '-'}")
     print(f"  towns     {len(st.gazetteer.towns)}" + (" (from the rules: no towns file)" if st.gazetteer.from_rules

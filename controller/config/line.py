@@ -108,6 +108,10 @@ class ChuteConfig(Strict):
                                       description="how long the confirm photo-eye may take to see a parcel, ms, from "
                                                   "when its centre passes the diverter (the reject chute: when its "
                                                   "head reaches end_mm); later, the parcel is `lost`")
+    confirm_delay_ms: float | None = Field(default=None, ge=0, le=30_000,
+                                           description="the usual time from a parcel's centre passing the diverter "
+                                                       "to the confirm photo-eye seeing it, ms; none = "
+                                                       "line.confirm_delay_ms (it is then learned from the confirms)")
     alternate: str | None = Field(default=None,
                                   description="chute id used while this one is full or disabled, e.g. MANUAL (a "
                                               "route rule's own alternate comes first); none = such parcels go to "
@@ -135,6 +139,13 @@ class LineConfig(Strict):
     decision_grace_ms: float = Field(default=40, ge=0, le=2000,
                                      description="wait after the scan zone for sources that do not report how far "
                                                  "they have decoded (code readers), ms; cameras are waited for exactly")
+    confirm_delay_ms: float | None = Field(default=None, ge=0, le=30_000,
+                                           description="the usual time from a parcel's centre passing its diverter "
+                                                       "to its chute's confirm photo-eye, ms: with it, the first "
+                                                       "confirms of a run go to the parcel due closest, not the "
+                                                       "oldest waiting (a parcel taken off the belt ahead must not "
+                                                       "take the confirm of the one behind it); none = learned from "
+                                                       "the first confirm of each chute")
     min_decision_lead_ms: float = Field(default=15, ge=1, le=2000,
                                         description="a fire closer than this is too_late: a diverter that would have "
                                                     "to switch sooner than this after the decision is not used, ms")

@@ -14,6 +14,8 @@ import yaml
 from pydantic import ValidationError
 
 from sorter.controller.config.line import Config, verify_line
+from sorter.controller.config.raw_refs import unknown_signals
+from sorter.controller.config.yaml12 import YamlProblem, load12
 
 
 EXAMPLE_CONFIG = "wenling-line1.yaml"
@@ -32,25 +34,6 @@ class ConfigError(Exception):
         self.path = path
         self.problems = problems
         super().__init__(f"{path}: invalid configuration\n" + "\n".join(f"  {p}" for p in problems))
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (a silent override is a commissioning bug)."""
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark
-            )
-        seen[key] = key_node.start_mark.line
-    return loader.construct_mapping(node, deep=deep)
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
@@ -80,20 +63,23 @@ def _path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
-    """Parse a YAML file; a syntax error becomes a ConfigError naming the line."""
+    """Parse a YAML file as YAML 1.2 (controller/config/yaml12.py); a syntax error, a duplicate
+    key, or a number YAML 1.1 would read otherwise becomes a ConfigError naming the line (and
+    the key path)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(path, [f"{path}: cannot read: {exc}"]) from exc
     try:
-        root = yaml.compose(text, Loader=_Loader)
-        data = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(path, [f"{where}: {problem}"]) from exc
-    return data, root
+        return load12(text)
+    except YamlProblem as exc:
+        raise ConfigError(path, [_where(path, line, keys) + problem for line, keys, problem in exc.problems]) from None
+
+
+def _where(path: Path, line: int | None, keys: tuple[Any, ...]) -> str:
+    """`file:line: key.path: ` (the parts that are known)."""
+    out = f"{path}:{line}: " if line is not None else f"{path}: "
+    return out + (".".join(str(k) for k in keys) + ": " if keys else "")
 
 
 def load_config(path: str | Path) -> Config:
@@ -113,6 +99,12 @@ def load_config(path: str | Path) -> Config:
             if err["type"] == "extra_forbidden":
                 msg = "unknown key (check the spelling; every key is in config/README.md, or run `sorter config-docs`)"
             problems.append(f"{path}:{_line_of(root, loc)}: {dotted}: {msg}")
+        # the names it refers to, in the same pass (verify_line needs a valid config)
+        for loc, msg in unknown_signals(data):
+            dotted = ".".join(str(p) for p in loc)
+            problem = f"{path}:{_line_of(root, loc)}: {dotted}: {msg}"
+            if problem not in problems:
+                problems.append(problem)
         raise ConfigError(path, problems) from None
     problems = verify_line(cfg)
     if problems:

@@ -159,10 +159,19 @@ class PlcConfig(Strict):
                                                "the parcels in flight to reject; none = not wired")
     estop_signal: str | None = Field(default=None,
                                      description="input: e-stop circuit healthy (true = OK; wired fail-safe); "
-                                                 "false sends the parcels in flight to reject, outputs off")
+                                                 "false sends the parcels in flight to reject, outputs off, and "
+                                                 "latches the line in `estop` until a reset after the input clears")
+    reset_signal: str | None = Field(default=None,
+                                     description="input: a reset push-button (rising edge): ends a latched e-stop "
+                                                 "once the e-stop input has cleared; none = reset from the page or "
+                                                 "the API only")
     induct_enable: str | None = Field(default=None,
-                                      description="coil: induction allowed (off in the safe state: starting, link "
-                                                  "lost, e-stop, shut down)")
+                                      description="coil: induction allowed; on only while the line is `running` "
+                                                  "(off while booting, ready, paused, faulted, in e-stop, stopping)")
+    drain_s: float = Field(default=10.0, ge=0, le=120,
+                           description="on stop (SIGTERM): induction off, then the parcels in flight are tracked to "
+                                       "their chutes for at most this long before every output goes off, s "
+                                       "(0 = stop at once: parcels in flight go to reject as fault)")
     latch: InductLatch | None = Field(default=None,
                                       description="registers with the encoder count latched at each induct photo-eye "
                                                   "edge (exact edge positions whatever the polling); none = edges are "
@@ -244,6 +253,8 @@ def plc_signal_refs(plc: PlcConfig) -> list[tuple[str, str, tuple[str, ...], int
         refs.append(("plc.run_signal", plc.run_signal, bits_in, None))
     if plc.estop_signal:
         refs.append(("plc.estop_signal", plc.estop_signal, bits_in, None))
+    if plc.reset_signal:
+        refs.append(("plc.reset_signal", plc.reset_signal, bits_in, None))
     if plc.induct_enable:
         refs.append(("plc.induct_enable", plc.induct_enable, out_bit, None))
     if plc.latch:

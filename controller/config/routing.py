@@ -64,6 +64,12 @@ class RoutingConfig(Strict):
     towns: Path | None = Field(default=None, description="gazetteer (towns.yaml); default: the towns the rules name")
     carriers: Path | None = Field(default=None, description="carriers' waybill formats (carriers.yaml); default: built in")
     lookup: LookupConfig | None = Field(default=None, description="real-time lookup of waybills not in the manifest")
+    reload_max_rule_drop: float = Field(
+        default=0.5, ge=0, le=1,
+        description="largest share of the rules in force a reloaded route file may lose (0.5: a file with "
+        "less than half the rules is refused as cut short); a file with no rules or no default is refused "
+        "whatever this says. A forced reload (POST /api/routes/reload?force=true, with the token) installs "
+        "it anyway; 1 = no limit on the fall")
     manifest_inbox: Path | None = Field(
         default=None, description="folder the carriers' advice files are dropped into (e.g. by SFTP): every "
         "complete *.csv / *.json in it is imported into the manifest as `sorter manifest import` does, then moved "

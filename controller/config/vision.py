@@ -20,12 +20,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from sorter.controller.config.base import Strict
 
-SYMBOLOGIES = ("code128", "code39", "itf", "ean13", "upca", "qrcode", "datamatrix", "pdf417")
-Symbology = Literal["code128", "code39", "itf", "ean13", "upca", "qrcode", "datamatrix", "pdf417"]
+SYMBOLOGIES = ("code128", "code39", "itf", "ean13", "upca", "upce", "qrcode", "datamatrix", "pdf417")
+Symbology = Literal["code128", "code39", "itf", "ean13", "upca", "upce", "qrcode", "datamatrix", "pdf417"]
 Engine = Literal["zbar", "zxing"]
 
 
@@ -93,6 +93,34 @@ class CameraConfig(Strict):
     noread_max_mb: float = Field(default=500, ge=1, le=1_000_000, description="oldest no-read images are deleted beyond this")
     reader_symbology: Symbology = Field(default="code128", description="code readers: symbology of a line "
                                         "without an AIM identifier (]C0 …)")
+    latency_ms: float = Field(default=0, ge=0, le=5000,
+                              description="time from exposure (or a code reader's read) to the frame or line "
+                                          "arriving here, ms: subtracted from each capture time, so that reads land "
+                                          "on the right parcel (an RTSP camera is 100–300 ms late; at 2 m/s each "
+                                          "100 ms is 200 mm): the offset between a parcel's induct edge and where its reads "
+                                          "place it, over a few parcels")
+    code39_check: Literal["optional", "required"] = Field(
+        default="optional", description="Code 39 mod-43 check character: required = a Code 39 read whose last "
+                                        "character is not the check of the others is refused (for labels that all "
+                                        "carry it); optional = any Code 39 is read, the text as printed")
+    itf_lengths: list[int] = Field(default_factory=list, max_length=20,
+                                   description="ITF (interleaved 2 of 5) digit counts accepted, e.g. [10, 14]; "
+                                               "empty: any even count from 4. ITF misreads are mostly partial "
+                                               "scans, so naming the lengths in use removes them")
+    itf_check_digit: bool = Field(default=False, description="ITF: the last digit must be the GS1 mod-10 check "
+                                                             "(ITF-14, and most carriers' ITF)")
+    weak_reads_sort: bool = Field(default=False,
+                                  description="a weak read (a 1-D code only one decoding attempt read: likelier "
+                                              "wrong) may decide a parcel's chute; false: weak reads are reported "
+                                              "and counted but do not sort")
+
+    @field_validator("itf_lengths")
+    @classmethod
+    def _itf_lengths_even(cls, v: list[int]) -> list[int]:
+        bad = [n for n in v if n < 2 or n > 80 or n % 2]
+        if bad:
+            raise ValueError(f"ITF carries an even number of digits (2–80): {bad} cannot be read")
+        return sorted(set(v))
 
     @model_validator(mode="after")
     def _source_is_known(self) -> "CameraConfig":

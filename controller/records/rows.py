@@ -2,8 +2,9 @@
 
 Centres bill carriers per parcel, so a lost record is lost money: a malformed record is stored
 anyway, with what was wrong appended to ``reason``; one that cannot even be keyed (no run_id or
-parcel_id) goes to the ``bad_records`` table. One row per (run_id, parcel_id): writing a parcel
-again replaces its row, so a retry can never bill a parcel twice.
+parcel_id) goes to the ``bad_records`` table. One row per (run_id, parcel_id), never replaced: the
+same record written again (a retry) is stored once, and another record with the same id (an id
+collision) is an error, logged, counted and kept whole in ``bad_records``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sqlite3
 import time
 from typing import Any, Iterable
 
+from sorter.controller.records.journal import Open, close_row, collision, open_row
 from sorter.controller.records.schema import FIELD_NAMES, OUTCOMES
 
 # the records log under one name, the one they had before the split (filters and greps keep working)
@@ -27,11 +29,9 @@ MAX_TEXT = 4096  # a text field longer than this is cut (garbage barcodes can be
 
 _INSERT = (
     f"INSERT INTO parcels ({', '.join(FIELD_NAMES)}, written_wall) "
-    f"VALUES ({', '.join('?' for _ in FIELD_NAMES)}, ?) "
-    f"ON CONFLICT (run_id, parcel_id) DO UPDATE SET "
-    + ", ".join(f"{n} = excluded.{n}" for n in FIELD_NAMES[2:])
-    + ", written_wall = excluded.written_wall"
+    f"VALUES ({', '.join('?' for _ in FIELD_NAMES)}, ?)"
 )
+_SAME = f"SELECT {', '.join(FIELD_NAMES)} FROM parcels WHERE run_id = ? AND parcel_id = ?"
 
 
 def _json_default(obj: Any) -> Any:
@@ -157,11 +157,15 @@ def row_to_record(row: sqlite3.Row) -> dict[str, Any]:
     return rec
 
 
-def _insert_rows(conn: sqlite3.Connection, records: Iterable[dict[str, Any]]) -> tuple[int, int]:
-    """Insert inside the caller's transaction. Returns (stored, bad)."""
+def _insert_rows(conn: sqlite3.Connection, records: Iterable[dict[str, Any] | Open]) -> tuple[int, int, int]:
+    """Insert inside the caller's transaction: parcel records (each closes its journal row) and
+    journal rows to open. Returns (stored, bad, id collisions)."""
     now = time.time()
-    stored = bad = 0
+    stored = bad = collisions = 0
     for rec in records:
+        if type(rec) is Open:
+            collisions += not open_row(conn, rec, now)
+            continue
         try:
             row, problems = record_to_row(rec, now)
         except Exception as exc:  # noqa: BLE001 - unkeyable record: keep it anyway
@@ -174,6 +178,14 @@ def _insert_rows(conn: sqlite3.Connection, records: Iterable[dict[str, Any]]) ->
             continue
         if problems:
             log.warning("parcel %s/%s record repaired: %s", row[0], row[1], "; ".join(problems))
-        conn.execute(_INSERT, row)
+        try:
+            conn.execute(_INSERT, row)
+        except sqlite3.IntegrityError:
+            if tuple(conn.execute(_SAME, row[:2]).fetchone() or ()) != row[:-1]:
+                collisions += 1
+                collision(conn, now, f"parcel id collision: {row[0]}/{row[1]} already has another record",
+                          _repr_tree(rec))
+            continue  # else the very same record again (a retry): stored once
+        close_row(conn, row[0], row[1])
         stored += 1
-    return stored, bad
+    return stored, bad, collisions

@@ -27,7 +27,7 @@ OUTCOMES = (
     "fault",
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: the parcel journal
 # columns added after version 1 (added to an older file on open)
 _ADDED = {2: (("rule", "TEXT"), ("sort_code", "TEXT"))}
 
@@ -66,6 +66,13 @@ CREATE INDEX IF NOT EXISTS parcels_ended ON parcels (ended_wall);
 CREATE INDEX IF NOT EXISTS parcels_waybill ON parcels (waybill);
 CREATE INDEX IF NOT EXISTS parcels_outcome_ended ON parcels (outcome, ended_wall);
 CREATE INDEX IF NOT EXISTS parcels_carrier_ended ON parcels (carrier, ended_wall);
+CREATE TABLE IF NOT EXISTS journal (
+    run_id TEXT NOT NULL,
+    parcel_id INTEGER NOT NULL,
+    induct_wall REAL,
+    opened_wall REAL NOT NULL,
+    PRIMARY KEY (run_id, parcel_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bad_records (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     written_wall REAL NOT NULL,

@@ -52,7 +52,7 @@ class RecordStore:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                stored, _bad = _insert_rows(self._conn, records)
+                stored, _bad, _collisions = _insert_rows(self._conn, records)
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")

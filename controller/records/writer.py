@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sorter.controller.records.journal import Open, fault_record, open_rows
 from sorter.controller.records.rows import _insert_rows, _repr_tree
 from sorter.controller.records.schema import connect
 
@@ -54,6 +55,7 @@ class RecordWriter:
         self._done = 0  # stored, sent to bad_records, or dumped to the fallback file
         self.written = 0
         self.bad = 0
+        self.collisions = 0  # parcel ids seen twice (kept in bad_records, never replacing a record)
         self.db_errors = 0
         self.last_error: str | None = None
         self._closed = False
@@ -70,6 +72,10 @@ class RecordWriter:
         with self._cond:
             self._submitted += 1
         self._q.put(record)
+
+    def open(self, run_id: str, parcel_id: int, induct_wall: float | None) -> None:
+        """A parcel entered the belt: its journal row, closed by its record."""
+        self.submit(Open(run_id, parcel_id, induct_wall))
 
     def flush(self, timeout: float | None = 5.0) -> bool:
         """Wait until everything submitted so far is committed. True when it was."""
@@ -97,6 +103,7 @@ class RecordWriter:
         return {
             "written": self.written,
             "bad": self.bad,
+            "collisions": self.collisions,
             "queued": self.queue_depth,
             "db_errors": self.db_errors,
             "last_error": self.last_error,
@@ -140,7 +147,7 @@ class RecordWriter:
                     conn = connect(self.path)
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    stored, bad = _insert_rows(conn, self._pending)
+                    stored, bad, collisions = _insert_rows(conn, self._pending)
                     conn.execute("COMMIT")
                 except BaseException:
                     try:
@@ -170,6 +177,7 @@ class RecordWriter:
             self._pending = []
             self.written += stored
             self.bad += bad
+            self.collisions += collisions
             with self._cond:
                 self._done += n
                 self._cond.notify_all()
@@ -192,6 +200,7 @@ class RecordWriter:
         try:
             with open(fallback, "a", encoding="utf-8") as fh:
                 for rec in items:
+                    rec = {"journal_open": rec._asdict()} if type(rec) is Open else rec
                     fh.write(json.dumps(_repr_tree(rec), ensure_ascii=False) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -202,3 +211,25 @@ class RecordWriter:
         except OSError as exc:
             log.critical("record database unwritable and %s failed (%s): %d records lost",
                          fallback, exc, len(items))
+
+
+def close_open_journal(path: str | os.PathLike[str], reason: str, now: float | None = None) -> list[dict]:
+    """Give every parcel still open in the journal (the belt's content when the last run ended
+    without recording it) its ``fault`` record, in one transaction. Returns those records."""
+    now = time.time() if now is None else now
+    conn = connect(path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            recs = [fault_record(run_id, pid, induct, reason, now) for run_id, pid, induct in open_rows(conn)]
+            _insert_rows(conn, recs)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.close()
+    if recs:
+        log.warning("%d parcels were on the belt when the last run ended without their records: recorded "
+                    "as fault (%s)", len(recs), reason)
+    return recs

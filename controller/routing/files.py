@@ -8,21 +8,14 @@ twice, into nodes (for line numbers) and into data, with duplicate keys refused.
 from __future__ import annotations
 
 import hashlib
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from sorter.controller.config.load import _Loader, _construct_mapping
-
-if hasattr(yaml, "CSafeLoader"):
-    class _FastLoader(yaml.CSafeLoader):  # type: ignore[misc,name-defined]
-        """LibYAML's parser (several times faster: reloads happen while the line runs), with the
-        same refusal of duplicate keys."""
-
-    _FastLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-else:  # pragma: no cover - PyYAML built without libyaml
-    _FastLoader = _Loader
+from sorter.controller.config.yaml12 import YamlProblem, load12
 
 
 class FileProblems(Exception):
@@ -42,11 +35,27 @@ def decode_text(data: bytes) -> tuple[str, str]:
         return data.decode("gb18030"), "gb18030"
 
 
-def read_bytes(path: Path) -> bytes:
+STABLE_READS = 6        # reads of a changing file before it is refused
+STABLE_PAUSE_S = 0.05   # between them: an editor's save (truncate, then write) takes milliseconds
+
+
+def read_bytes(path: Path, read: Callable[[Path], bytes] = Path.read_bytes,
+               pause: Callable[[float], None] = time.sleep) -> bytes:
+    """The file's content once two reads in a row agree: an editor saves in two steps (truncate,
+    then write), and a reload that reads in between must not take the half-written file. A file
+    that is still changing after STABLE_READS reads is refused (the next change retries it)."""
     try:
-        return path.read_bytes()
+        last = read(path)
+        for _ in range(STABLE_READS - 1):
+            again = read(path)
+            if again == last:
+                return last
+            last = again
+            pause(STABLE_PAUSE_S)
     except OSError as exc:
         raise FileProblems([f"{path}: cannot read: {exc}"]) from exc
+    raise FileProblems([f"{path}: changed while it was read ({STABLE_READS} reads differed): is it still "
+                        f"being written? It is read again when it next changes"])
 
 
 def digest(data: bytes) -> str:
@@ -54,19 +63,17 @@ def digest(data: bytes) -> str:
 
 
 def parse_yaml(path: Path, raw: bytes) -> tuple[Any, yaml.Node | None]:
+    """(data, root node) of a routing YAML file, read as YAML 1.2 with LibYAML's parser (see
+    controller/config/yaml12.py); every problem as `file:line: [key.path: ]problem`."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise FileProblems([f"{path}:1: not UTF-8 text: {exc}"]) from exc
     try:
-        root = yaml.compose(text, Loader=_FastLoader)
-        data = yaml.load(text, Loader=_FastLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        loc = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise FileProblems([f"{loc}: {problem}"]) from exc
-    return data, root
+        return load12(text, fast=True)
+    except YamlProblem as exc:
+        raise FileProblems([f"{path}:{line or 1}: " + (".".join(str(k) for k in keys) + ": " if keys else "") + p
+                            for line, keys, p in exc.problems]) from None
 
 
 def line_of(node: yaml.Node | None) -> int:

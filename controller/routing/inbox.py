@@ -178,7 +178,7 @@ class ManifestInbox:
         lines = [f"{where}:{n}: {problem}" for n, problem in rep.bad_rows[:self.show_bad]]
         if rep.bad_count > len(lines):
             lines.append(f"{where}: ... {rep.bad_count - len(lines)} more bad rows")
-        lines.append(f"{where}: {rep.imported} good rows imported, {rep.bad_count} bad rows not; drop a file with "
+        lines.append(f"{where}: {rep.imported + rep.updated} good rows imported, {rep.bad_count} bad rows not; drop a file with "
                      f"the corrected rows into the inbox")
         return "\n".join(lines)
 

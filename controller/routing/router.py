@@ -23,6 +23,7 @@ from sorter.controller.routing.carriers import CarrierTable, load_carriers, norm
 from sorter.controller.routing.gazetteer import Gazetteer, load_gazetteer
 from sorter.controller.routing.manifest import WAYBILL_RE, Manifest, ManifestRow, parse_sort_code
 from sorter.controller.routing.routes import Facts, RoutesError, RouteTable, load_routes
+from sorter.controller.routing.routes.safety import FORCE_HINT, unsafe
 from sorter.controller.routing.files import FileProblems, digest
 
 SORTED, NO_READ, MULTI_READ, NO_ROUTE, CHUTE_UNAVAILABLE = (
@@ -98,6 +99,11 @@ def load_routing(routes: str | Path, chute_ids: set[str], towns: str | Path | No
         except FileProblems as exc:
             problems += exc.problems
     if problems:
+        # the route table's own problems in the same pass (its towns unchecked without a gazetteer)
+        try:
+            load_routes(routes, chute_ids, set(table_c.codes), gaz, extra)
+        except RoutesError as exc:
+            problems += exc.problems
         raise RoutesError(problems)
     table = load_routes(routes, chute_ids, set(table_c.codes), gaz, extra)
     if gaz is None:
@@ -132,18 +138,25 @@ class Router:
 
     chutes: chute id -> its alternate chute id (or None); the keys are the chutes a route file
     may name. towns / carriers_path: the gazetteer and carriers files (optional: without them the
-    route table's town names and the built-in carrier formats are used).
+    route table's town names and the built-in carrier formats are used). max_rule_drop: the
+    largest share of the rules in force a reload may lose (routing.reload_max_rule_drop).
     """
 
     def __init__(self, routes_path: str | Path, manifest_path: str | Path,
                  chutes: dict[str, str | None], carriers: CarrierTable | None = None,
-                 towns: str | Path | None = None, carriers_path: str | Path | None = None):
+                 towns: str | Path | None = None, carriers_path: str | Path | None = None,
+                 max_rule_drop: float = 0.5, state: RoutingState | None = None):
+        self.max_rule_drop = max_rule_drop
+        # the problems of the last file refused (the table in force stays): shown by /api/routes
+        # until a reload succeeds
+        self.refused: tuple[str, ...] | None = None
         self.routes_path = Path(routes_path)
         self.towns_path = Path(towns) if towns is not None else None
         self.carriers_path = Path(carriers_path) if carriers_path is not None else None
         self.chutes = dict(chutes)
         self._carrier_table = carriers
-        self._state: RoutingState = self._load()
+        # a state loaded elsewhere (the service process, or its last good copy) is taken as it is
+        self._state: RoutingState = state if state is not None else self._load()
         self._tried = self._state.signature
         self.manifest = Manifest(manifest_path, readonly=True)
         self._reload_lock = threading.Lock()
@@ -154,11 +167,13 @@ class Router:
                             self._carrier_table)
 
     @classmethod
-    def from_config(cls, cfg) -> "Router":
-        """The one way the controller and the simulation build a Router from a line config."""
+    def from_config(cls, cfg, state: RoutingState | None = None) -> "Router":
+        """The one way the controller and the simulation build a Router from a line config
+        (`state`: the tables already loaded elsewhere, so that no routing file is read)."""
         routes, towns, carriers = config_paths(cfg)
         return cls(routes, cfg.routing.manifest, {c.id: c.alternate for c in cfg.line.chutes},
-                   towns=towns, carriers_path=carriers)
+                   towns=towns, carriers_path=carriers,
+                   max_rule_drop=getattr(cfg.routing, "reload_max_rule_drop", 0.5), state=state)
 
     @property
     def version(self) -> str:
@@ -180,27 +195,39 @@ class Router:
     def gazetteer(self) -> Gazetteer:
         return self._state.gazetteer
 
-    def reload(self) -> tuple[bool, str]:
+    def reload(self, force: bool = False) -> tuple[bool, str]:
         """Re-read the routing files. A bad file is refused (the old state stays in force) and
-        the message says why; a good one replaces the state in one step."""
+        the message says why; so is a valid one that would stop the line (no rules, no default,
+        or far fewer rules than the table in force) unless `force` (a person decided it); a good
+        one replaces the state in one step."""
         with self._reload_lock:
             old = self._state
             try:
                 new = self._load()
             except RoutesError as exc:
                 self._tried = _signature(old.files)
+                self.refused = tuple(exc.problems)
                 return False, f"route file refused, version {old.version} stays in force:\n" + \
                     "\n".join(exc.problems)
             self._tried = new.signature
+            why = [] if force or new.version == old.version else \
+                unsafe(new.table, old.table, self.max_rule_drop)
+            if why:
+                self.refused = tuple(why)
+                return False, f"route file refused, version {old.version} stays in force:\n" + \
+                    "\n".join(why) + f"\n({FORCE_HINT})"
+            self.refused = None
             self._state = new
+            forced = " (forced)" if force and unsafe(new.table, old.table, self.max_rule_drop) else ""
             if new.version == old.version:
                 return True, f"routes unchanged (version {new.version})"
-            return True, f"routes version {old.version} -> {new.version} ({len(new.table.rules)} rules)"
+            return True, f"routes version {old.version} -> {new.version} ({len(new.table.rules)} rules){forced}"
 
     def install(self, state: RoutingState) -> str:
         """Swap in a state loaded elsewhere (e.g. by the service process, so that the timing
         process does not parse YAML on its hot loop)."""
         old, self._state, self._tried = self._state, state, state.signature
+        self.refused = None
         return f"routes version {old.version} -> {state.version}"
 
     def reload_if_changed(self) -> tuple[bool, str] | None:

@@ -20,17 +20,22 @@ from pathlib import Path
 from sorter.controller.config.line import Config
 from sorter.controller.config.routing import manifest_inbox_folder
 from sorter.controller.config.vision import noread_dir
+from sorter.controller.records.journal import RESTARTED, fault_record
 from sorter.controller.records.store import RecordStore, RecordWriter
+from sorter.controller.records.writer import close_open_journal
+from sorter.controller.routing import last_good
 from sorter.controller.routing.inbox import ManifestInbox
-from sorter.controller.routing.router import Router
+from sorter.controller.routing.router import Router, config_paths
+from sorter.controller.routing.router import _signature as files_signature
+from sorter.controller.routing.routes import RoutesError
 from sorter.controller.service.camera_health import CameraHealth
 from sorter.controller.service.processes import CTX, spawn, stop_process
 from sorter.controller.service.stats import LineStats
 from sorter.controller.timing.alarms import Alarms
 from sorter.controller.timing.process import timing_main
-from sorter.messages import (CameraDown, CameraHealthReport, CameraIdle, CameraUp, FrameReads, Hello, InstallRouting,
-                             KeepFrames, ParcelWindow, Read, Record, SetChuteEnabled, SetPaused, Stop, TimingStatus,
-                             Watermark)
+from sorter.messages import (CameraDown, CameraHealthReport, CameraIdle, CameraUp, FrameReads, Hello, Inducted,
+                             InstallRouting, KeepFrames, ParcelWindow, Read, Record, ResetLine, SetChuteEnabled,
+                             SetPaused, Stop, TimingStatus, Watermark)
 from sorter.vision.worker import camera_main
 
 log = logging.getLogger("sorter.service")
@@ -64,10 +69,23 @@ class Service:
         self.lookup = None
         self.inbox: ManifestInbox | None = None
         self._routing_lock = threading.Lock()
+        self.router: Router | None = None
+        self.routing_error: str | None = None  # why there is no routing table at all
+        self._refused_sig: tuple | None = None  # the files as they were when last refused
+        # the journal: parcels on the belt whose records have not come yet (timing process -> here)
+        self._journal_lock = threading.Lock()
+        self.open_parcels: dict[int, float | None] = {}
+        self.max_pid = 0  # a restarted timing process numbers its parcels on from here
+        self.latch_seq: int | None = None  # ... and counts the latch's head edges on from here
+        self.timing_starts = 0
+        self.journal_faults = {"previous_run": 0, "timing_restart": 0}
+        self._db_errors_seen = 0
 
     # ---------------------------------------------------------------- parts (the wiring starts them in order)
     def open_records(self) -> None:
         Path(self.cfg.records.database).parent.mkdir(parents=True, exist_ok=True)
+        # parcels that were on the belt when the last run ended without their records
+        self.journal_faults["previous_run"] = len(close_open_journal(self.cfg.records.database, RESTARTED))
         self.store = RecordStore(self.cfg.records.database)
         self.writer = RecordWriter(self.cfg.records.database)
 
@@ -76,10 +94,12 @@ class Service:
         self.store.close()
 
     def open_routing(self) -> None:
-        self.router = Router.from_config(self.cfg)  # loads and watches the routing files
-        from sorter.controller.routing.lookup import LookupService
-        # asks the carriers' real-time service about waybills missing from the manifest (if configured)
-        self.lookup = LookupService.from_config(self.cfg, self.router)
+        try:
+            self.router = Router.from_config(self.cfg)  # loads and watches the routing files
+            last_good.keep(self.cfg, self.router.state)
+        except RoutesError as exc:
+            self._start_on_last_good("\n".join(exc.problems))
+        self._open_lookup()
 
         # carriers' pre-advice dropped as files (SFTP, or the simulated carriers) is imported here
         sim = self.mode == "sim"  # the simulated carriers rename each file into place whole: no settling time
@@ -90,6 +110,30 @@ class Service:
             # a thread of its own: a file of millions of rows takes tens of seconds to import
             self.inbox_thread = threading.Thread(target=self._watch_inbox, name="manifest-inbox", daemon=True)
             self.inbox_thread.start()
+
+    def _start_on_last_good(self, problems: str) -> None:
+        """The routing files are refused at start: run on the tables last run with, or not at all
+        (the timing process holds the line `faulted`, saying why), until the files are repaired."""
+        first = problems.splitlines()[0] if problems else ""
+        kept = last_good.load_kept(self.cfg)
+        if kept is None:
+            self.routing_error = f"routing files refused and no last good table kept: {first}"
+            self.alarms.raise_("routes", self.routing_error)
+            log.error("%s", problems)
+            return
+        state, kept_wall = kept
+        self.router = Router.from_config(self.cfg, state=state)
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(kept_wall))
+        self.alarms.raise_("routes", f"routing files refused at start ({first}); sorting on the last good "
+                                     f"table, version {state.version} of {when}")
+        log.error("routing files refused at start, running on version %s: %s", state.version, problems)
+
+    def _open_lookup(self) -> None:
+        if self.router is None:
+            return
+        from sorter.controller.routing.lookup import LookupService
+        # asks the carriers' real-time service about waybills missing from the manifest (if configured)
+        self.lookup = LookupService.from_config(self.cfg, self.router)
 
     def close_routing(self) -> None:
         if self.inbox is not None:
@@ -111,13 +155,26 @@ class Service:
 
     def start_timing(self) -> None:
         self.timing_conn, child_end = CTX.Pipe(duplex=True)
-        self.timing_proc = spawn("sorter-timing", timing_main, self.cfg, child_end, self.run_id, self.plc_url)
+        self.timing_starts += 1
+        # the tables go with it (it reads no routing file: a bad one on disk cannot crash-loop it)
+        routing = self.router.state if self.router is not None else (self.routing_error or "no routing table")
+        self.timing_proc = spawn("sorter-timing", timing_main, self.cfg, child_end, self.run_id, self.plc_url,
+                                 routing, self.max_pid + 1, self.latch_seq)
         child_end.close()
         # one reader per timing process: it ends when the process has ended and its pipe is drained,
         # so the records the process sends while it shuts down are all written
         self.timing_reader = threading.Thread(target=self._timing_reader, args=(self.timing_conn,),
                                               name="timing-reader", daemon=True)
         self.timing_reader.start()
+
+    def drain(self) -> None:
+        """Induction off, and the parcels in flight tracked to their chutes (plc.drain_s at most),
+        while the cameras still read: the first step of a stop."""
+        drain_s = self.cfg.plc.drain_s
+        if drain_s <= 0 or not self.timing_proc.is_alive():
+            return
+        self.send(Stop(drain_s=drain_s))
+        self.timing_proc.join(drain_s + TIMING_STOP_S)
 
     def stop_timing(self) -> None:
         self.send(Stop())
@@ -175,12 +232,25 @@ class Service:
                 kind = type(msg)
                 if kind is Record:
                     self._on_record(msg.record)
+                elif kind is Inducted:
+                    with self._journal_lock:
+                        self.open_parcels[msg.parcel_id] = msg.induct_wall
+                        self.max_pid = max(self.max_pid, msg.parcel_id)
+                        if msg.latch_seq is not None:
+                            self.latch_seq = msg.latch_seq
+                    self.writer.open(msg.run_id, msg.parcel_id, msg.induct_wall)
                 elif kind is TimingStatus:
                     self.timing_status = msg.status
                 elif kind is Hello:
                     self.timing_hello = msg.info
 
     def _on_record(self, rec: dict) -> None:
+        with self._journal_lock:
+            if rec.get("run_id") == self.run_id and isinstance(rec.get("parcel_id"), int):
+                self.open_parcels.pop(rec["parcel_id"], None)
+                self.max_pid = max(self.max_pid, rec["parcel_id"])
+            if rec.get("_latch_seq") is not None:
+                self.latch_seq = rec["_latch_seq"]
         scan = rec.pop("_scan_mono", None)
         for key in [k for k in rec if k.startswith("_")]:
             rec.pop(key)
@@ -227,16 +297,21 @@ class Service:
                     self.alarms.clear(f"camera_{name}_health")
             elif kind is FrameReads:
                 codes = msg.codes
-                # a code is (symbology, text, polygon[, offset_mm along the belt when calibrated])
-                self.send(*[Read(name, c[0], c[1], msg.capture_mono, c[3] if len(c) > 3 else None) for c in codes],
+                # a code is (symbology, text, polygon[, offset_mm along the belt when calibrated[, weak]])
+                self.send(*[Read(name, c[0], c[1], msg.capture_mono, c[3] if len(c) > 3 else None,
+                                 bool(c[4]) if len(c) > 4 else False) for c in codes],
                           Watermark(name, msg.watermark))
                 if self.lookup is not None:
                     self.lookup.submit_codes(codes)
-                h.frames += 1
+                h.frame_done(time.monotonic(), msg.dropped)
                 h.reads += len(codes)
-                h.dropped = msg.dropped
-                h.frame_times.append(time.monotonic())
                 h.decode_ms.append(msg.decode_ms)
+                share = h.drop_share()
+                if share is not None and h.status(True) == "dropping":
+                    self.alarms.raise_(f"camera_{name}_drops", f"camera {name}: {share:.0%} of its frames dropped "
+                                                               "(decoding cannot keep up: CPU starved or too slow)")
+                elif share is not None:
+                    self.alarms.clear(f"camera_{name}_drops")
             elif kind is CameraUp:
                 h.up, h.last_error = True, ""
                 self.alarms.clear(f"camera_{name}")
@@ -252,8 +327,10 @@ class Service:
                 self._watch_routes()
             if not self.timing_proc.is_alive():
                 self.alarms.raise_("timing_process", f"timing process died (exit {self.timing_proc.exitcode}); restarted")
-                self.timing_reader.join(1)
+                self.timing_reader.join(5)  # everything it sent before it died is in
+                self._fault_orphans("the timing process died while the parcel was on the belt")
                 self.start_timing()
+            self._check_records()
             for name, p in list(self.camera_procs.items()):
                 if not p.is_alive():
                     self.cameras[name].restarts += 1
@@ -261,6 +338,27 @@ class Service:
                     self.alarms.raise_(f"camera_{name}", f"camera worker {name} died (exit {p.exitcode}); restarted")
                     self._start_camera(name)
             self._rebuild_snapshot()
+
+    def _check_records(self) -> None:
+        """The record database cannot be written (disk full, read-only, locked): the records wait in
+        memory, in order, and the writer retries; the alarm says so until they are all in."""
+        w = self.writer
+        if w.db_errors > self._db_errors_seen and w.queue_depth:
+            self.alarms.raise_("records", f"the record database cannot be written ({w.last_error}); "
+                                          f"{w.queue_depth} records wait in memory and are retried")
+        elif not w.queue_depth:
+            self.alarms.clear("records")
+        self._db_errors_seen = w.db_errors if not w.queue_depth else self._db_errors_seen
+
+    def _fault_orphans(self, reason: str) -> None:
+        """The parcels the dead timing process was tracking: nobody knows where they went."""
+        with self._journal_lock:
+            orphans, self.open_parcels = self.open_parcels, {}
+        for pid, induct_wall in sorted(orphans.items()):
+            self._on_record(fault_record(self.run_id, pid, induct_wall, reason))
+        self.journal_faults["timing_restart"] += len(orphans)
+        if orphans:
+            log.error("%d parcels in flight when the timing process died: recorded as fault", len(orphans))
 
     # ---------------------------------------------------------------- status
     def _rebuild_snapshot(self) -> None:
@@ -270,21 +368,21 @@ class Service:
         full, disabled = ts.get("full", {}), set(ts.get("disabled", []))
         plc = ts.get("plc", {"url": self.plc_url, "connected": False, "errors": 0})
         alarms = self.alarms.list() + ts.get("alarms", [])
-        if not ts:
-            state = "starting"
-        elif not plc.get("connected"):
-            state = "fault"
-        elif ts.get("paused"):
-            state = "paused"
-        else:
-            state = "running"
+        # the timing process's line state machine is the one answer; before it speaks, booting
+        ls = ts.get("line") or {"state": "booting", "reason": "starting the timing process", "test_mode": None}
+        if not self.timing_proc.is_alive():
+            ls = dict(ls, state="faulted", reason="the timing process is down; restarting it")
         self._snapshot = {
-            "line": {"name": self.cfg.line.name, "state": state, "mode": self.mode, "plc": plc,
+            "line": {"name": self.cfg.line.name, "state": ls["state"], "state_reason": ls.get("reason", ""),
+                     "state_since_wall": ls.get("since_wall"), "test_mode": ls.get("test_mode"),
+                     "estop_latched": bool(ls.get("estop_latched")), "induct_enable": ls.get("induct_enable"),
+                     "state_history": ls.get("history", []), "mode": self.mode, "plc": plc,
                      "belt_speed_mps": ts.get("belt_speed_mps"),
                      "uptime_s": round(time.monotonic() - self.started_mono, 1),
                      "routing_version": ts.get("routing_version", ""), "run_id": self.run_id,
                      "timing_policy": ts.get("policy", ""), "tracked": ts.get("tracked", 0),
-                     "counters": ts.get("counters", {})},
+                     "timing_pid": self.timing_hello.get("pid"), "timing_starts": self.timing_starts,
+                     "counters": ts.get("counters", {}), "read_offsets": ts.get("read_offsets", {})},
             "counts": s["counts"], "throughput_pph": s["throughput_pph"], "read_rate": s["read_rate"],
             "fire_error_ms": s["fire_error_ms"], "decision_ms": s["decision_ms"],
             "chutes": [{"id": c.id, "name": c.name, "count": chute_counts.get(c.id, 0),
@@ -294,7 +392,11 @@ class Service:
                         for n, h in self.cameras.items()],
             "alarms": alarms,
             "recent": list(self.recent),
-            "records": {"written": self.writer.written, "queued": self.writer.queue_depth},
+            "records": {"written": self.writer.written, "queued": self.writer.queue_depth,
+                        "in_flight": len(self.open_parcels), "id_collisions": self.writer.collisions,
+                        "faulted_previous_run": self.journal_faults["previous_run"],
+                        "faulted_timing_restart": self.journal_faults["timing_restart"],
+                        "db_errors": self.writer.db_errors, "last_error": self.writer.last_error},
             "lookup": self.lookup.stats() if self.lookup is not None else None,
         }
         if self.sim_status is not None:
@@ -316,17 +418,52 @@ class Service:
     def resume(self) -> None:
         self.send(SetPaused(False))
 
-    def reload_routes(self) -> tuple[bool, str]:
+    def reset(self, who: str = "") -> tuple[bool, str]:
+        """A person says the line is safe after an emergency stop. Refused while the e-stop is still
+        pressed (as the timing process last saw its input)."""
+        ls = self.timing_status.get("line") or {}
+        if not ls.get("estop_latched"):
+            return False, "the line is not in an emergency stop"
+        if ls.get("estop_input_ok") is False:
+            return False, "the emergency stop is still pressed: release it first"
+        self.send(ResetLine(who))
+        return True, "reset sent: the line restarts once its inputs are healthy"
+
+    def reload_routes(self, force: bool = False) -> tuple[bool, str]:
         """Reload the routing files now (API, SIGHUP). Parsing happens here, in the service process;
-        the timing process only swaps in the new table between two parcels."""
+        the timing process only swaps in the new table between two parcels. `force`: a person
+        decided that a table with no rules, no default or far fewer rules is right."""
         with self._routing_lock:
-            ok, text = self.router.reload()
+            if self.router is None:
+                return self._first_table()
+            ok, text = self.router.reload(force=force)
             self._routing_outcome(ok, text)
         return ok, text
+
+    def _first_table(self) -> tuple[bool, str]:
+        """There has been no table at all: try the files again."""
+        try:
+            self.router = Router.from_config(self.cfg)
+        except RoutesError as exc:
+            self.routing_error = "routing files refused and no last good table kept: " + \
+                (exc.problems[0] if exc.problems else "")
+            self.alarms.raise_("routes", self.routing_error)
+            return False, "\n".join(exc.problems)
+        self.routing_error = None
+        self._open_lookup()
+        text = f"routes version {self.router.version} loaded"
+        self._routing_outcome(True, text)
+        return True, text
 
     def _watch_routes(self) -> None:
         """A routing file changed on disk: load it (the old table stays if the new one is bad)."""
         with self._routing_lock:
+            if self.router is None:
+                sig = files_signature([p for p in config_paths(self.cfg) if p is not None])
+                if sig != self._refused_sig:
+                    self._refused_sig = sig
+                    self._first_table()
+                return
             result = self.router.reload_if_changed()
             if result is not None:
                 self._routing_outcome(*result)
@@ -336,5 +473,9 @@ class Service:
             self.alarms.clear("routes")
             self.send(InstallRouting(self.router.state))
             log.info("routing: %s", text)
+            try:
+                last_good.keep(self.cfg, self.router.state)
+            except OSError as exc:  # the records' disk: its own alarms say more
+                log.warning("could not keep a copy of the routing files: %s", exc)
         else:
             self.alarms.raise_("routes", f"routing files refused, the previous version stays in force: {text}")

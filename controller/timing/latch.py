@@ -24,12 +24,18 @@ from sorter.controller.timing.tracker import Parcel, Tracker
 
 SEQ_MOD = 1 << 16
 UNMATCHED_POLLS = 3  # a latched edge the photo-eye bit has not shown within this many polls was not seen
+MAX_UNSEEN = 1000  # a baseline further behind than this is another device's counter (replaced, reset)
 
 
 class PlcTracker(Tracker):
     latch = None
     _faulted_open_head: float | None = None
     _allow_orphan_tail = True
+    # the head-edge counter value up to which every edge has become a parcel (admitted or recorded
+    # unseen): a restarted timing process starts counting from here (`latch_baseline`), so a parcel
+    # that crossed the eye while no process was watching gets its record, and no parcel gets two
+    accounted_seq: int | None = None
+    latch_baseline: int | None = None
 
     max_edge_gap_s = 0.025  # an edge seen across a longer gap between polls has no usable time
 
@@ -68,15 +74,24 @@ class PlcTracker(Tracker):
         lt = self.latch
         h, t = values[lt.head_seq], values[lt.tail_seq]
         if self._hseq is None:
-            self._hseq, self._tseq = h, t
-            # a parcel already on the eye now is outside the latch's accounting: its tail may make a record
-            self._allow_orphan_tail = bool(values.get(self.line.induct.signal))
-            return
+            if self.latch_baseline is not None and (h - self.latch_baseline) % SEQ_MOD <= MAX_UNSEEN:
+                # the process before this one accounted for every edge up to the baseline; the ones
+                # since crossed while nobody watched: they become records below. A parcel on the eye
+                # now has its record either way, so its tail makes none.
+                self._hseq, self._tseq = self.latch_baseline, t
+                self._allow_orphan_tail = False
+            else:
+                self._hseq, self._tseq = h, t
+                self.accounted_seq = h
+                # a parcel already on the eye now is outside the latch's accounting: its tail may make a record
+                self._allow_orphan_tail = bool(values.get(self.line.induct.signal))
+                return
         nh, nt = (h - self._hseq) % SEQ_MOD, (t - self._tseq) % SEQ_MOD
+        old_h = self._hseq
         self._hseq, self._tseq = h, t
         # edges before the last one have no count left in the registers: mark them None
         for i in range(nh):
-            self._heads.append([values[lt.head_count] if i == nh - 1 else None, 0])
+            self._heads.append([values[lt.head_count] if i == nh - 1 else None, 0, (old_h + i + 1) % SEQ_MOD])
         for i in range(nt):
             self._tails.append([values[lt.tail_count] if i == nt - 1 else None, 0])
 
@@ -95,16 +110,14 @@ class PlcTracker(Tracker):
             for item in q:
                 item[1] += 1
         while self._heads and self._heads[0][1] >= UNMATCHED_POLLS:
-            self._heads.popleft()
-            self._record_unseen()
+            self._record_unseen(self._heads.popleft())
         while self._tails and self._tails[0][1] >= UNMATCHED_POLLS:
             self._tails.popleft()
 
     def reset_latch_matching(self) -> None:
         """After a lost link: pending latches are for parcels already faulted or never seen."""
-        for _ in range(len(self._heads)):
-            self._record_unseen()
-        self._heads.clear()
+        while self._heads:
+            self._record_unseen(self._heads.popleft())
         self._tails.clear()
 
     # -- edges --------------------------------------------------------------------------------
@@ -128,9 +141,8 @@ class PlcTracker(Tracker):
         self._faulted_open_head = None
         if self.latch is not None and self._heads:
             while len(self._heads) > 1:  # older edges: parcels that passed unseen
-                self._heads.popleft()
-                self._record_unseen()
-            raw, _ = self._heads.popleft()
+                self._record_unseen(self._heads.popleft())
+            raw, _, self.accounted_seq = self._heads.popleft()
             self.counters["latched_heads"] += raw is not None
             self._latched_edge = raw is not None
             t_edge = self._latched_mono(raw, t_edge)
@@ -157,9 +169,11 @@ class PlcTracker(Tracker):
             self._allow_orphan_tail = self.latch is None
         super()._induct_tail(t_edge)
 
-    def _record_unseen(self) -> None:
+    def _record_unseen(self, edge: list | None = None) -> None:
         """A parcel crossed the induct photo-eye while the controller could not see it: it gets a
         record (it goes to the reject chute: no output is switched for it)."""
+        if edge is not None:
+            self.accounted_seq = edge[2]
         now = self.bits_mono or 0.0
         p = Parcel(self.next_pid, float(self.clock.count), now, self.wall(), None)
         self.next_pid += 1

@@ -37,14 +37,16 @@ from sorter.controller.timing.alarms import Alarms
 from sorter.controller.timing.clock import SystemClock
 from sorter.controller.config.line import Config
 from sorter.controller.routing.router import RouteDecision, Router
+from sorter.controller.timing.line_state import LineState
 from sorter.controller.timing.tracker import Tracker
 from sorter.controller.timing.latch import PlcTracker
 from sorter.plc.line_io import DeviceRefused, LinkDown, NoAnswer, open_line_io
-from sorter.messages import (Hello, InstallRouting, Read, Record, SetChuteEnabled, SetPaused, Stop, TimingStatus,
-                             Watermark)
+from sorter.messages import (Hello, Inducted, InstallRouting, Read, Record, ResetLine, SetChuteEnabled, SetPaused, Stop,
+                             TimingStatus, Watermark)
 
 log = logging.getLogger("sorter.timing")
 STATUS_EVERY_S = 0.25
+UNEXPECTED_ALARM_S = 60  # the unexpected-parcel alarm stays this long after the last one
 # fire timing error histogram (ms): bucket i counts errors in [EDGES[i-1], EDGES[i])
 FIRE_HIST_EDGES = (-5.0, -2.0, -1.0, -0.5, -0.2, 0.0, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
@@ -86,9 +88,14 @@ class TimingLoop:
     tracker_cls = PlcTracker  # plc/mailbox.py: MailboxLoop uses its own for plc_tracking
 
     def __init__(self, cfg: Config, conn: Connection | None, run_id: str, plc_url: str | None = None, *,
-                 io=None, clock=None, tracker: Tracker | None = None):
+                 io=None, clock=None, tracker: Tracker | None = None, routing=None, first_pid: int = 1,
+                 latch_baseline: int | None = None):
         """`io`: the line's I/O (default: open_line_io(cfg, url)); `clock`: monotonic(), wall(),
-        async sleep(s) and request_realtime() (default: SystemClock; tests pass a virtual one)."""
+        async sleep(s) and request_realtime() (default: SystemClock; tests pass a virtual one).
+        `routing`: the tables the service loaded (a RoutingState), or why there are none (a str: the
+        line stays `faulted` until a table is installed), or None to load the config's files here.
+        `first_pid`: the run's next parcel id (a restarted process goes on from the last one);
+        `latch_baseline`: the latch's head-edge count the process before this one had accounted for."""
         self.cfg, self.conn = cfg, conn
         self.plc = cfg.plc
         self.url = plc_url or cfg.plc.url
@@ -96,13 +103,16 @@ class TimingLoop:
         self.clock = clock if clock is not None else SystemClock()
         # bound once: the hot path calls them every turn
         self._mono, self._sleep = self.clock.monotonic, self.clock.sleep
+        self.line = LineState(estop_mapped=bool(cfg.plc.estop_signal), run_mapped=bool(cfg.plc.run_signal),
+                              test_mode=cfg.plc.test_mode, wall=self.clock.wall)
         self.router = None
         if tracker is None:
-            self.router = Router.from_config(cfg)
-            tracker = self.tracker_cls(cfg, test_mode_decide(cfg, self.router.decide), self._emit_record, run_id,
-                                       wall=self.clock.wall)
+            self.router = self._open_router(routing)
+            tracker = self.tracker_cls(cfg, test_mode_decide(cfg, self._decide), self._emit_record, run_id,
+                                       wall=self.clock.wall, first_pid=first_pid, on_induct=self._inducted)
             if cfg.plc.latch:
                 tracker.setup_latch(cfg.plc.latch)
+                tracker.latch_baseline = latch_baseline
         self.tracker = tracker
         self.tracker.outputs.max_late_s = cfg.plc.max_late_ms / 1000
         self.latched = isinstance(tracker, PlcTracker) and tracker.latch is not None
@@ -115,7 +125,6 @@ class TimingLoop:
         self.outbox: list = []  # messages for the service, sent once per turn
         self.polls = 0
         self.fires = FireHistogram()
-        self.safe_reason: str | None = "starting"
         self.values: dict[str, int] = {}
         self.hb_value = 0
         self.hb_next = 0.0
@@ -125,12 +134,49 @@ class TimingLoop:
         self.induct_state: int | None = None
         self.link_losses = 0
         self.write_faults = 0
-        self.estop_ok: bool | None = None
-        self.running: bool | None = None
+        self.reset_input: int | None = None
+        self.drain_until: float | None = None  # stopping: the parcels in flight have until then
+        self.drain_before_pid = 0
+        self.unexpected_seen = 0
+        self.unexpected_mono: float | None = None
+
+    # ---------------------------------------------------------------- routing
+    def _open_router(self, routing) -> Router | None:
+        if isinstance(routing, str):
+            self.line.set_config_fault(f"no routing table: {routing}")
+            return None
+        try:
+            return Router.from_config(self.cfg, state=routing)
+        except Exception as exc:  # noqa: BLE001 - a bad file on disk must not crash-loop this process
+            log.error("no routing table: %s", exc)
+            self.line.set_config_fault(f"no routing table: {exc}")
+            return None
+
+    def _decide(self, reads, available=lambda c: True) -> RouteDecision:
+        if self.router is None:
+            return RouteDecision("fault", None, None, None, None, self.line.config_fault or "no routing table", "")
+        return self.router.decide(reads, available)
+
+    def _install(self, state) -> None:
+        # the service process parsed and validated the files; here the new table is only swapped in
+        if self.router is None:
+            try:
+                self.router = Router.from_config(self.cfg, state=state)
+            except Exception as exc:  # noqa: BLE001 - e.g. the manifest cannot be opened
+                self.line.set_config_fault(f"no routing table: {exc}")
+                return
+            self.line.set_config_fault(None)
+        else:
+            self.router.install(state)
 
     # ---------------------------------------------------------------- messages
     def _emit_record(self, rec: dict) -> None:
+        rec["_latch_seq"] = getattr(self.tracker, "accounted_seq", None)
         self.outbox.append(Record(rec))
+
+    def _inducted(self, p) -> None:
+        self.outbox.append(Inducted(self.tracker.run_id, p.pid, p.induct_wall,
+                                    getattr(self.tracker, "accounted_seq", None)))
 
     def _flush(self) -> None:
         if self.outbox and self.conn is not None:
@@ -157,12 +203,19 @@ class TimingLoop:
         elif kind is SetChuteEnabled:
             (self.tracker.disabled.discard if msg.enabled else self.tracker.disabled.add)(msg.chute_id)
         elif kind is SetPaused:
-            self.tracker.paused = bool(msg.paused)
-        elif kind is InstallRouting and self.router is not None:
-            # the service process parsed and validated the files; here the new table is only swapped in
-            self.router.install(msg.state)
+            self.line.set_paused(bool(msg.paused))
+        elif kind is ResetLine:
+            self._reset(msg.who or "the API")
+        elif kind is InstallRouting:
+            self._install(msg.state)
         elif kind is Stop:
-            self.stop = True
+            if msg.drain_s > 0 and self.io.connected and self.line.state not in ("stopping",):
+                self.line.stop()  # induction off; the parcels in flight go on to their chutes
+                self.drain_until = self._mono() + msg.drain_s
+                # on a line that cannot stop its infeed, parcels keep coming: only these are waited for
+                self.drain_before_pid = self.tracker.next_pid
+            else:
+                self.stop = True
         else:
             log.warning("unknown message %r", kind.__name__)
 
@@ -176,9 +229,12 @@ class TimingLoop:
             "tracked": len(t.parcels), "outputs_on": t.outputs.outputs_on(),
             "counters": dict(t.counters, polls=self.polls, link_losses=self.link_losses,
                              write_faults=self.write_faults),
+            "unexpected_by_chute": dict(t.unexpected_by_chute),
+            "read_offsets": t.read_offsets(),
             "alarms": self.alarms.list(),
             "full": {c.id: bool(c.full_signal and t.bits.get(c.full_signal)) for c in self.cfg.line.chutes},
-            "disabled": sorted(t.disabled), "paused": t.paused, "policy": self.policy,
+            "disabled": sorted(t.disabled), "paused": self.line.paused, "policy": self.policy,
+            "line": self.line.snapshot(),
             "routing_version": self.router.version if self.router else "",
             # for plc/api_plc.py (GET /api/io): the live I/O and the fire timing histogram
             "io": {"mode": self.plc.mode, "test_mode": self.plc.test_mode, "inputs": dict(self.values),
@@ -212,7 +268,7 @@ class TimingLoop:
                     self.tracker.bits_mono = None
                     if await self._safe_outputs():
                         linked = True
-                        self.safe_reason = None
+                        self.line.link(True)
                         self.hb_next = 0.0
                         self._set_tower()
                     else:
@@ -221,6 +277,9 @@ class TimingLoop:
                 else:
                     self.alarms.raise_("plc_link", f"no connection to the line's I/O at {self.url}; "
                                                    f"retrying every {backoff:.1f} s")
+                    self.line.link(False, f"no connection to the line's I/O at {self.url}")
+                    if self.drain_until is not None:
+                        break  # stopping: without the I/O nothing in flight can be tracked
                     self.outbox.append(TimingStatus(self._status()))
                     self._flush()
                     await self._sleep(backoff)
@@ -234,19 +293,46 @@ class TimingLoop:
             except DeviceRefused as exc:
                 self.alarms.raise_("plc_refused", f"the device refused a request: {exc}")
             now = self._mono()
+            if self.drain_until is not None and (now >= self.drain_until or not self._in_flight()):
+                self.stop = True
             if now >= next_status:
                 next_status = now + STATUS_EVERY_S
+                self._check_unexpected(now)
                 self.outbox.append(TimingStatus(self._status()))
             self._flush()
+        self.line.stop()
         await self.shutdown("controller stopped")
+        self.outbox.append(TimingStatus(self._status()))
         self._flush()
         self.io.close()
+
+    def _check_unexpected(self, now: float) -> None:
+        """A chute saw a parcel nobody sent it (put on the belt by hand after the induct eye, or
+        one that fell in by itself): counted per chute, and an alarm for a minute after the last."""
+        n = self.tracker.counters["unexpected_confirms"]
+        if n != self.unexpected_seen:
+            self.unexpected_seen, self.unexpected_mono = n, now
+            where = ", ".join(f"{c} {k}" for c, k in sorted(self.tracker.unexpected_by_chute.items()))
+            self.alarms.raise_("unexpected_confirms", f"{n} parcels arrived in chutes nobody sent them to ({where}): "
+                                                      "put on the belt by hand after the induct eye?")
+        elif self.unexpected_mono is not None and now - self.unexpected_mono > UNEXPECTED_ALARM_S:
+            self.alarms.clear("unexpected_confirms")
+            self.unexpected_mono = None
+
+    def _in_flight(self) -> bool:
+        """A parcel that was on the belt when the drain began is still on its way."""
+        return any(p.state != "done" and p.pid < self.drain_before_pid for p in self.tracker.parcels)
+
+    @property
+    def safe_reason(self) -> str | None:
+        """Why the line is not sorting (None while it is)."""
+        return None if self.line.state == "running" else self.line.reason
 
     def _link_lost(self, exc: Exception) -> None:
         log.warning("line I/O lost: %s", exc)
         self.link_losses += 1
         self.alarms.raise_("plc_link", f"lost the line's I/O ({exc}); parcels in flight go to reject; reconnecting")
-        self.safe_reason = f"link lost: {exc}"
+        self.line.link(False, f"link lost: {exc}")
         self.tracker.fault_all(f"PLC link lost: {exc}")
         self.io.close()
 
@@ -256,7 +342,6 @@ class TimingLoop:
         holds the line safe even if these writes cannot be made. Returns False when the link
         failed on the way."""
         log.warning("safe state: %s", reason)
-        self.safe_reason = reason
         self.tracker.fault_all(reason)
         return await self._safe_outputs(tower="red")
 
@@ -278,7 +363,7 @@ class TimingLoop:
         if self.plc.induct_enable:
             self.induct_state = 0
         if tower:
-            self._set_tower(tower)
+            self._set_tower(tower, induct=False)
             while self.aux:  # the safe state is written now, not when the loop finds time
                 sig, value = self.aux.popitem()
                 try:
@@ -297,17 +382,14 @@ class TimingLoop:
         return sigs
 
     # ---------------------------------------------------------------- tower & aux writes
-    def _set_tower(self, state: str | None = None) -> None:
+    def _set_tower(self, state: str | None = None, induct: bool | None = None) -> None:
+        """The tower lamps and induct enable as the line state says (`state`, `induct`: the safe
+        state's own, whatever the line state)."""
         t = self.plc.tower
         if state is None:
-            if self.safe_reason is not None:
-                state = "red"
-            elif self.alarms.active:
-                state = "amber"
-            else:
-                state = "green"
+            state = self.line.tower(bool(self.alarms.active))
         if self.plc.induct_enable:
-            want = int(self.safe_reason is None)
+            want = int(self.line.induct_enable if induct is None else induct)
             if self.induct_state != want:
                 self.aux[self.plc.induct_enable] = want
                 self.induct_state = want
@@ -321,28 +403,42 @@ class TimingLoop:
         if t.buzzer:
             self.aux[t.buzzer] = int(state == "red")
 
-    def _check_line_inputs(self, values: dict[str, int]) -> bool:
-        """E-stop and run/stop. Returns False when the line just went to the safe state."""
-        p = self.plc
+    def _check_line_inputs(self, values: dict[str, int]) -> str | None:
+        """The e-stop, run and reset inputs into the line state. Returns why the line must go to its
+        safe state now (the e-stop opened, the belt stopped), else None."""
+        p, line = self.plc, self.line
         if p.estop_signal:
             ok = bool(values.get(p.estop_signal))
-            if ok != self.estop_ok:
-                self.estop_ok = ok
-                if not ok:
-                    self.alarms.raise_("estop", "emergency stop: parcels in flight go to reject")
-                    return False
-                self.alarms.clear("estop")
+            was = line.estop_input_ok
+            if line.estop_input(ok):
+                self.alarms.raise_("estop", "emergency stop pressed: parcels in flight go to reject; "
+                                            "reset after it is released")
+                return "emergency stop"
+            if ok and was is False and line.estop_latched:
+                self.alarms.raise_("estop", "emergency stop released: press reset (page, API or the reset "
+                                            "button) to restart the line")
         if p.run_signal:
             running = bool(values.get(p.run_signal))
-            if running != self.running:
-                was = self.running
-                self.running = running
+            was = line.belt_running
+            if running != was:
+                line.belt_input(running)
                 if not running and was:
                     self.alarms.raise_("belt_stopped", "the belt stopped with parcels possibly in flight")
-                    return False
+                    return "the belt stopped with parcels possibly in flight"
                 if running:
                     self.alarms.clear("belt_stopped")
-        return True
+        if p.reset_signal:
+            pressed = int(bool(values.get(p.reset_signal)))
+            if pressed and self.reset_input == 0:
+                self._reset("the reset button")
+            self.reset_input = pressed
+        return None
+
+    def _reset(self, who: str) -> None:
+        ok, text = self.line.reset()
+        log.warning("reset by %s: %s", who, text)
+        if ok and not self.line.estop_latched:
+            self.alarms.clear("estop")
 
     # ---------------------------------------------------------------- one turn
     async def _cycle(self) -> None:
@@ -374,10 +470,9 @@ class TimingLoop:
         self.polls += 1
         self.values = values
         s = self.io.sample_mono
-        if not self._check_line_inputs(values):
-            await self.shutdown(self.alarms.list()[-1]["text"])
-            self.safe_reason = None  # parcels from now on are sorted again once the belt moves
-            self._set_tower("amber")
+        why = self._check_line_inputs(values)
+        if why is not None:
+            await self.shutdown(why)  # the line state holds induction off until it may run again
         if self.latched:
             self.tracker.on_latch(values)
         self.tracker.on_inputs(s.get("discrete_input", self._mono()), values,
@@ -385,6 +480,7 @@ class TimingLoop:
         if self.latched:
             self.tracker.after_poll()
         self.tracker.settle_cancelled()
+        self.tracker.intake_closed = None if self.line.state == "running" else f"the line was {self.line.state}"
         if self.plc.tower or self.plc.induct_enable:
             self._set_tower()
         wait = t_start + self.period - self._mono()

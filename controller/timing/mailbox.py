@@ -103,8 +103,8 @@ class MailboxPlanner:
 class MailboxTracker(Tracker):
     latch = None
 
-    def __init__(self, cfg: Config, decide, emit, run_id: str, wall=time.time):
-        super().__init__(cfg, decide, emit, run_id, wall)
+    def __init__(self, cfg: Config, decide, emit, run_id: str, wall=time.time, **kwargs):
+        super().__init__(cfg, decide, emit, run_id, wall, **kwargs)
         self.mb = cfg.plc.mailbox
         self.outputs = MailboxPlanner(cfg, self.clock)
         self.new_seq: int | None = None
@@ -169,7 +169,7 @@ class MailboxTracker(Tracker):
             old.outcome, old.reason = "fault", f"the PLC reused its id {p.plc_id} before posting its result"
             self._finish(old)
         self.by_plc_id[p.plc_id] = p
-        self.parcels.append(p)
+        self._admit(p)
         self.counters["plc_posted"] += 1
         return p
 

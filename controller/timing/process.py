@@ -20,14 +20,16 @@ from sorter.controller.timing.loop import TimingLoop
 SHUTDOWN_GRACE_S = 3
 
 
-def timing_main(cfg: Config, conn: Connection, run_id: str, plc_url: str | None = None) -> None:
+def timing_main(cfg: Config, conn: Connection, run_id: str, plc_url: str | None = None, routing=None,
+                first_pid: int = 1, latch_baseline: int | None = None) -> None:
+    """`routing`: the tables the service loaded, or why it has none (TimingLoop's `routing`)."""
     loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
     asyncio.set_event_loop(loop)
     try:
         cls = TimingLoop
         if cfg.plc.mode == "plc_tracking":  # the PLC tracks parcels; the PC answers in a mailbox
             from sorter.controller.timing.mailbox import MailboxLoop as cls
-        tl = cls(cfg, conn, run_id, plc_url)
+        tl = cls(cfg, conn, run_id, plc_url, routing=routing, first_pid=first_pid, latch_baseline=latch_baseline)
 
         def on_term() -> None:
             tl.stop = True

@@ -51,28 +51,61 @@ class Parcel:
 
 class Tracker:
     def __init__(self, cfg: Config, decide: Callable[..., RouteDecision],
-                 emit: Callable[[dict], None], run_id: str, wall=time.time):
+                 emit: Callable[[dict], None], run_id: str, wall=time.time, *, first_pid: int = 1,
+                 on_induct: Callable[[Parcel], None] | None = None):
+        """`first_pid`: the first parcel id (a restarted timing process goes on from where the one
+        before it stopped, so no id of the run is given twice); `on_induct`: told of every parcel
+        that enters the belt, before anything else happens to it (its journal row)."""
         self.cfg, self.line = cfg, cfg.line
         self.decide_fn, self.emit, self.run_id, self.wall = decide, emit, run_id, wall
+        self.on_induct = on_induct
         self.clock = BeltClock(cfg.line.encoder_pulses_per_mm, cfg.line.belt_speed_mps * 1000)
         self.outputs = OutputPlanner(cfg, self.clock)
         self.parcels: deque[Parcel] = deque()
-        self.next_pid = 1
+        self.next_pid = first_pid
         self.bits: dict[str, int] = {}
         self.bits_mono: float | None = None
         self.last_tail_count: float | None = None
         self.chutes = {c.id: c for c in cfg.line.chutes}
         self.cameras = {c.name: c for c in cfg.cameras}
         self.disabled: set[str] = set()
+        # per camera: where on the belt its reads put their parcel's centre, from the camera's centre
+        # line (mm, + = downstream). A camera whose frames arrive late reads parcels that seem to have
+        # gone on by speed x latency: the median is what `sorter calibrate latency` reads
+        self.read_offsets_mm: dict[str, deque] = {c.name: deque(maxlen=200) for c in cfg.cameras}
         self.counters = {"orphan_reads": 0, "late_reads": 0, "unexpected_confirms": 0, "noise_pulses": 0,
-                         "decisions_without_all_cameras": 0}
+                         "decisions_without_all_cameras": 0, "weak_reads": 0, "weak_reads_held_back": 0,
+                         "confirms_after_fault": 0}
+        # after a fault dropped the tracking of the parcels on the belt, they still arrive in chutes:
+        # until then a confirm nobody waits for is one of theirs, not a parcel put on by hand
+        self.ghosts_until_mono = float("-inf")
+        # cameras whose weak reads (one decoding attempt only) may decide a parcel's chute
+        self.weak_sorts = {c.name for c in cfg.cameras if getattr(c, "weak_reads_sort", False)}
         self.unexpected_by_chute: dict[str, int] = {}
-        self.confirm_delay_s: dict[str, float] = {}  # learned: diverter -> confirm photo-eye, per chute
-        self.paused = False
+        # diverter -> confirm photo-eye, per chute: the configured nominal delay, then learned
+        self.confirm_delay_s: dict[str, float] = {}
+        for c in cfg.line.chutes:
+            nominal = c.confirm_delay_ms if c.confirm_delay_ms is not None else cfg.line.confirm_delay_ms
+            if nominal is not None and c.diverter:
+                self.confirm_delay_s[c.id] = nominal / 1000
+        # why parcels must not be coming in now (paused, stopping), else None: a parcel inducted
+        # meanwhile goes to reject saying so; the ones already on the belt finish as usual
+        self.intake_closed: str | None = None
         # per camera: every frame captured before this moment has been decoded and its reads sent
         self.watermarks: dict[str, float] = {}
         first = min(cfg.line.diverters, key=lambda d: d.position_mm, default=None)
         self.first_diverter = first
+
+    def read_offsets(self) -> dict[str, dict]:
+        """Per camera: the median offset of its reads' parcels (mm) and the latency it suggests."""
+        out = {}
+        speed = self.clock.speed_mm_s if self.clock.last_mono else self.line.belt_speed_mps * 1000
+        for name, d in self.read_offsets_mm.items():
+            if len(d) >= 5:
+                med = float(sorted(d)[len(d) // 2])
+                out[name] = {"median_mm": round(med, 1), "n": len(d),
+                             "latency_ms": round(1000 * med / max(speed, 1.0), 1)}
+        return out
 
     def camera_caught_up(self, camera: str, mono: float) -> None:
         if mono > self.watermarks.get(camera, float("-inf")):
@@ -131,7 +164,7 @@ class Tracker:
             gap = (head - self.last_tail_count) / self.line.encoder_pulses_per_mm
         p = Parcel(self.next_pid, head, t_edge, self.wall(), gap)
         self.next_pid += 1
-        self.parcels.append(p)
+        self._admit(p)
 
     def _induct_tail(self, t_edge: float) -> None:
         tail = self.clock.count_at(t_edge)
@@ -150,8 +183,16 @@ class Tracker:
                    tail_count=tail, state="travelling", outcome="fault",
                    reason="head not seen (tracking started while the induct photo-eye was blocked)")
         self.next_pid += 1
-        self.parcels.append(p)
+        self._admit(p)
         self._expect_reject(p)
+
+    def _admit(self, p: Parcel) -> None:
+        """A parcel is on the belt: from now on it ends in exactly one record."""
+        if self.intake_closed is not None and p.outcome is None:
+            p.outcome, p.reason = "chute_unavailable", f"inducted while {self.intake_closed}"
+        self.parcels.append(p)
+        if self.on_induct is not None:
+            self.on_induct(p)
 
     # ---------------------------------------------------------------- reads
     def add_read(self, read: Read) -> None:
@@ -163,7 +204,7 @@ class Tracker:
         tol = self.clock.counts(60 if read.offset_mm is None else 20)
         where_mm = cam.position_mm + (read.offset_mm or 0.0)
         pos = self.clock.counts(where_mm - self.line.induct.position_mm)
-        best, best_d = None, None
+        best, best_d, best_d_signed = None, None, 0.0
         for p in self.parcels:
             head = at - p.head_count  # distance the head has travelled past the induct PE
             tail = head - (p.length_counts if p.length_counts is not None else 0)
@@ -171,13 +212,20 @@ class Tracker:
                 centre = (head + tail) / 2
                 d = abs(centre - pos)
                 if best_d is None or d < best_d:
-                    best, best_d = p, d
+                    best, best_d, best_d_signed = p, d, centre - pos
+        if best is not None:
+            self.read_offsets_mm[read.camera].append(best_d_signed / self.line.encoder_pulses_per_mm)
         if best is None:
             self.counters["orphan_reads"] += 1
         elif best.state != "scanning":
             self.counters["late_reads"] += 1
-        elif all((r.symbology, r.text) != (read.symbology, read.text) for r in best.reads):
-            best.reads.append(read)
+        else:
+            same = next((i for i, r in enumerate(best.reads) if (r.symbology, r.text) == (read.symbology, read.text)),
+                        None)
+            if same is None:
+                best.reads.append(read)
+            elif best.reads[same].weak and not read.weak:
+                best.reads[same] = read  # another frame confirmed it: no longer weak
 
     # ---------------------------------------------------------------- decisions
     def _pos_mm(self, count_from_induct: float) -> float:
@@ -211,15 +259,12 @@ class Tracker:
         p.decided_mono, p.decided_wall = now, self.wall()
         p.decision_ms = (now - exit_mono) * 1000
         length_mm = p.length_counts / self.line.encoder_pulses_per_mm
-        reads = [(r.symbology, r.text) for r in p.reads]
-        d = self.decide_fn(reads, lambda c: self.available(c))
+        d = self.decide_fn(self.votes(p), lambda c: self.available(c))
         p.decision = d
         if p.outcome is None and length_mm > self.line.max_length_mm:
             p.outcome, p.reason = "gap_too_small", f"length {length_mm:.0f} mm > {self.line.max_length_mm:.0f} mm: parcels touching?"
         elif p.outcome is None and p.gap_mm is not None and p.gap_mm < self.line.min_gap_mm:
             p.outcome, p.reason = "gap_too_small", f"gap {p.gap_mm:.0f} mm to the parcel ahead < {self.line.min_gap_mm:.0f} mm"
-        elif p.outcome is None and self.paused:
-            p.outcome, p.reason = "chute_unavailable", "line paused by supervisor: sorting suspended"
         elif p.outcome is None and d.outcome != "sorted":
             p.outcome, p.reason = d.outcome, d.reason
         if p.outcome is None:
@@ -232,6 +277,19 @@ class Tracker:
         if p.outcome is not None:
             self._expect_reject(p)
         p.state = "travelling"
+
+    def votes(self, p: Parcel) -> list[tuple[str, str]]:
+        """The reads that decide the parcel's chute: a weak one only from a camera allowed to sort
+        on weak reads (the others stay on the record, flagged, and are counted)."""
+        out = []
+        for r in p.reads:
+            if getattr(r, "weak", False):
+                self.counters["weak_reads"] += 1
+                if r.camera not in self.weak_sorts:
+                    self.counters["weak_reads_held_back"] += 1
+                    continue
+            out.append((r.symbology, r.text))
+        return out
 
     def available(self, chute_id: str) -> bool:
         c = self.chutes.get(chute_id)
@@ -271,6 +329,9 @@ class Tracker:
     def _confirm(self, chute_id: str, t: float) -> None:
         waiting = [p for p in self.parcels if p.state == "travelling" and p.expect_chute == chute_id
                    and p.expect_from_mono <= t <= p.expect_until_mono]
+        if not waiting and t <= self.ghosts_until_mono:
+            self.counters["confirms_after_fault"] += 1
+            return
         if not waiting:
             self.counters["unexpected_confirms"] += 1
             self.unexpected_by_chute[chute_id] = self.unexpected_by_chute.get(chute_id, 0) + 1
@@ -299,6 +360,10 @@ class Tracker:
 
     def fault_all(self, reason: str) -> None:
         """The link to the line is gone: nothing in flight can be trusted to reach its chute."""
+        if self.bits_mono is not None and any(p.state != "done" for p in self.parcels):
+            travel_s = (self.line.end_mm - self.line.induct.position_mm) / max(self.clock.speed_mm_s, 1.0)
+            settle_s = max(c.confirm_timeout_ms for c in self.line.chutes) / 1000 + 1.0
+            self.ghosts_until_mono = self.bits_mono + travel_s + settle_s
         for p in self.parcels:
             if p.state != "done":
                 p.outcome, p.reason = "fault", reason
@@ -321,7 +386,8 @@ class Tracker:
             "induct_wall": p.induct_wall,
             "decided_wall": p.decided_wall, "ended_wall": self.wall(),
             "length_mm": None if p.length_counts is None else round(p.length_counts / self.line.encoder_pulses_per_mm, 1),
-            "reads": [{"camera": r.camera, "symbology": r.symbology, "text": r.text} for r in p.reads],
+            "reads": [{"camera": r.camera, "symbology": r.symbology, "text": r.text, **({"weak": True} if r.weak else {})}
+                      for r in p.reads],
             "waybill": d.waybill if d else None, "carrier": d.carrier if d else None,
             "destination": d.destination if d else None, "chute": p.chute,
             "actual_chute": p.actual_chute, "outcome": p.outcome, "reason": p.reason,

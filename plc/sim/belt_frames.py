@@ -15,8 +15,11 @@ pixels (a smaller cover than ``view_mm`` is on the safe side for the tracker, wh
 parcel has left ``view_mm``). :meth:`BeltView.calibration` is the matching calibration, which
 :func:`calibrate_sim_cameras` writes (vision/geometry.py's own atomic save) for the camera workers.
 
-Parcels are where the physics says (the same deterministic :class:`~plc.sim.parcels.ParcelPlan` the
-line process uses): the head of parcel ``p`` is at ``induct + (t - t0 - p.head_s) * speed``. Each
+Parcels are where the physics says: the same deterministic :class:`~plc.sim.parcels.ParcelPlan` the
+line process uses, on the line's own clocks (:class:`~plc.sim.clock_feed.LineClocks`, told by the
+line process): a parcel appears when it really entered, stands while the belt stands, and its head
+is ``induct + (belt run seconds now - at its entry) * speed`` (while nothing stops:
+``induct + (t - t0 - p.head_s) * speed``). Each
 parcel is a cardboard box of its length x width, riding up to :data:`LATERAL_MM` off the belt's centre
 line, with its label (rendered once per parcel at :data:`MODULE_MM` per module, 2.5 px per module at
 this scale) lying on it near-square to its edges (quarter turn + up to ±12°), wholly on the parcel
@@ -43,6 +46,7 @@ import cv2
 import numpy as np
 
 from sorter.controller.config.line import Config
+from sorter.plc.sim.clock_feed import LineClocks
 from sorter.plc.sim.parcels import ParcelPlan, PlannedParcel
 from sorter.vision.geometry import Calibration, from_two_points
 from sorter.vision.labels import LabelSpec, render_label
@@ -240,11 +244,13 @@ def make_sprite(p: PlannedParcel, view: BeltView, height: int | None = None) -> 
 
 
 class BeltRenderer:
-    """Renders one camera's frames at any moment from the parcel plan."""
+    """Renders one camera's frames at any moment from the parcel plan, on `clocks` (the line's, as its
+    process tells them; default: the plan's own line that never stops, its times in run seconds)."""
 
     def __init__(self, view: BeltView, plan: ParcelPlan, induct_mm: float, n_parcels: int | None,
-                 seed: int = 0):
+                 seed: int = 0, clocks: LineClocks | None = None):
         self.view, self.plan, self.induct, self.n = view, plan, induct_mm, n_parcels
+        self.clocks = clocks if clocks is not None else LineClocks(plan, 0.0, n_parcels, induct_mm)
         self.speed = plan.speed_mm_s
         rng = np.random.default_rng([seed, 99, sum(map(ord, view.camera))])
         w, h = view.width, view.height
@@ -269,27 +275,35 @@ class BeltRenderer:
         self.sprites: dict[int, Sprite] = {}
         self.k = 0
 
-    def head_mm(self, p: PlannedParcel, t_run: float) -> float:
-        return self.induct + (t_run - p.head_s) * self.speed
-
-    def in_view(self, t_run: float) -> list[tuple[PlannedParcel, float]]:
-        """(parcel, head position mm) of every parcel in (any part of) the view at run time t_run.
-        Times must not go backwards between calls."""
-        v = self.view
+    def in_view(self, t: float) -> list[tuple[PlannedParcel, float]]:
+        """(parcel, head position mm) of every parcel in (any part of) the view at time t (the
+        clocks' time). Times must not go backwards between calls (the same time again may: a frame
+        rendered again after news from the line)."""
+        v, c = self.view, self.clocks
+        # a parcel is gone for good only once it left the view by a time the line has told: a stop
+        # not told yet may still keep it there
+        known = min(t, c.line_mono)
         while self.n is None or self.first < self.n:
-            p = self.plan.get(self.first)
-            if self.head_mm(p, t_run) - p.length_mm < v.hi_mm:
-                break
-            self.sprites.pop(self.first, None)
+            i = self.first
+            if c.exists(i):
+                p = self.plan.get(i)
+                head = c.head_mm(i, known)
+                if head is None or head - p.length_mm < v.hi_mm:
+                    break
+            self.sprites.pop(i, None)
             self.first += 1
         out = []
         i = self.first
         while self.n is None or i < self.n:
+            if not c.exists(i):  # held back by the PLC's watchdog: never on the belt
+                i += 1
+                continue
+            head = c.head_mm(i, t)
+            if head is None or head <= v.lo_mm:
+                break  # not entered yet (nor, in order, any behind it), or not in view yet
             p = self.plan.get(i)
-            head = self.head_mm(p, t_run)
-            if head <= v.lo_mm:
-                break
-            out.append((p, head))
+            if head - p.length_mm < v.hi_mm:
+                out.append((p, head))
             i += 1
         return out
 
@@ -299,16 +313,16 @@ class BeltRenderer:
             sp = self.sprites[p.index] = make_sprite(p, self.view)
         return sp
 
-    def render(self, t_run: float) -> tuple[np.ndarray, dict]:
-        """The frame at run time ``t_run`` and what it shows: ``parcels`` (indices in view),
+    def render(self, t: float) -> tuple[np.ndarray, dict]:
+        """The frame at time ``t`` (the clocks' time) and what it shows: ``parcels`` (indices in view),
         ``labels`` (indices whose label is wholly in the frame)."""
         v = self.view
         w, h = v.width, v.height
-        travel_px = t_run * self.speed * v.px_per_mm
+        travel_px = self.clocks.belt.run_s(t) * self.speed * v.px_per_mm
         shift = int(-travel_px) % self.period  # the slats move downstream (+x) with the belt
         frame = self.belt_tile[:, shift : shift + w].copy()
         shown, labels = [], []
-        for p, head in self.in_view(t_run):
+        for p, head in self.in_view(t):
             sp = self.sprite(p)
             x_tail = int(round(v.x_px(head - p.length_mm)))
             a, b = max(0, x_tail), min(w, x_tail + sp.box_w)
@@ -336,13 +350,14 @@ class BeltRenderer:
 
 class FreeRunStats:
     """What the free-running cameras sent, per camera: ``frames``; ``late_skipped`` (rendering fell
-    over LATE_SKIP_S behind: not sent); ``two_parcels`` (frames showing some part of two or more
+    over LATE_SKIP_S behind: not sent); ``rendered_again`` (the line's news came after the frame was
+    rendered and moved a parcel in it); ``two_parcels`` (frames showing some part of two or more
     parcels); ``two_labels`` (frames showing two or more labels whole); ``parcels_seen`` and
     ``labels_wholly_seen`` (parcels in some frame; labels whole in some frame). Plus the render time."""
 
     def __init__(self, cameras: list[str], fps: float):
         self.fps = fps
-        self.cams = {c: {"frames": 0, "late_skipped": 0, "two_parcels": 0, "two_labels": 0, "parcels_seen": 0,
+        self.cams = {c: {"frames": 0, "late_skipped": 0, "rendered_again": 0, "two_parcels": 0, "two_labels": 0, "parcels_seen": 0,
                          "labels_wholly_seen": 0} for c in cameras}
         self._seen = {c: {"parcels_seen": set(), "labels_wholly_seen": set()} for c in cameras}
         self.render_ms: list[float] = []
@@ -385,37 +400,43 @@ class FreeRunStats:
 LATE_SKIP_S = 0.2  # a frame that could not be sent within this of its capture is skipped (a real camera drops it)
 
 
-def run_free_running(cfg: Config, plan: ParcelPlan, n_parcels: int | None, t0: float, send: Callable,
-                     wait_until: Callable[[float, float], bool], stats: FreeRunStats, seed: int = 0) -> None:
-    """The frame loop: every camera's frames in capture order, rendered just ahead, sent at their
-    capture moment (+10 ms delivery), until ``wait_until`` says stop."""
+def run_free_running(cfg: Config, plan: ParcelPlan, n_parcels: int | None, clocks: LineClocks, send: Callable,
+                     waiter, stats: FreeRunStats, seed: int = 0) -> None:
+    """The frame loop: every camera's frames in capture order, rendered just ahead on the line's clocks,
+    sent at their capture moment (+10 ms delivery) once the line has told everything up to it
+    (rendered again if that news moved something), until ``waiter`` (frames.Waiter) says stop."""
     induct = cfg.line.induct.position_mm
     fps = cfg.sim.camera_fps
     cams = sorted(sim_cameras(cfg), key=lambda c: c.position_mm)
-    renderers = {c.name: BeltRenderer(view_of(c, cfg.sim), plan, induct, n_parcels, seed) for c in cams}
+    renderers = {c.name: BeltRenderer(view_of(c, cfg.sim), plan, induct, n_parcels, seed, clocks) for c in cams}
     for c in cams:
         v = renderers[c.name].view
         if v.covered_mm + 1.0 < c.view_mm:
             log.warning("camera %s: the simulated frame covers %.0f mm of belt (%d px at %.2f px/mm), less than "
                         "view_mm %.0f", c.name, v.covered_mm, v.width, v.px_per_mm, c.view_mm)
     # each camera's own phase, so that two cameras do not expose at the same instant
+    t0 = clocks.t0
     heap = [(t0 + (k / max(1, len(cams))) / fps, k, c.name, 0) for k, c in enumerate(cams)]
     heapq.heapify(heap)
     while heap:
         t_cap, k, name, n = heapq.heappop(heap)
         heapq.heappush(heap, (t_cap + 1.0 / fps, k, name, n + 1))
-        if not wait_until(t_cap - 1.0 / fps, t_cap):
+        if not waiter.wait(t_cap - 1.0 / fps, t_cap):
             return
         if time.monotonic() > t_cap + LATE_SKIP_S:
             stats.cams[name]["late_skipped"] += 1
-            renderers[name].in_view(t_cap - t0)  # keep its window moving
+            renderers[name].in_view(t_cap)  # keep its window moving
             continue
         t_r = time.perf_counter()
-        frame, info = renderers[name].render(t_cap - t0)
+        version = clocks.version
+        frame, info = renderers[name].render(t_cap)
         ms = (time.perf_counter() - t_r) * 1000
-        # a camera delivers a frame a little after it exposed it
-        if not wait_until(t_cap + 0.01, t_cap):
+        # a camera delivers a frame a little after it exposed it; the line must have told all up to then
+        if not waiter.wait(t_cap + 0.01, t_cap, need=t_cap):
             return
+        if clocks.version != version:
+            frame, info = renderers[name].render(t_cap)
+            stats.cams[name]["rendered_again"] += 1
         send(name, t_cap, frame)
         stats.add(name, info, ms, time.monotonic())
 

@@ -9,7 +9,8 @@ fault in the import or the routing shows up as a mis-sort.
 
 Talks to the wiring (controller/app.py) over a pipe, in the typed messages of sorter/messages.py:
 SimStart starts the parcels, SimReportRequest is answered with the truth report (SimReport), Stop
-(or the pipe closing) ends it.
+(or the pipe closing) ends it. A second, one-way pipe (`feed`) tells the camera frames process what
+moves the parcels (clock_feed.py): induction and the belt stop and start, and frames must follow.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 import csv
 import logging
 import os
+import select
 import selectors
 import statistics
 import time
@@ -28,8 +30,9 @@ from pathlib import Path
 from sorter.controller.config.line import Config
 from sorter.controller.config.routing import manifest_inbox_folder
 from sorter.messages import (SimFailed, SimForce, SimOutage, SimOutageDone, SimReady, SimRefuse, SimReport,
-                              SimReportRequest, SimStart, Stop)
+                              SimLineNews, SimReportRequest, SimStart, Stop)
 from sorter.plc.sim.advice import SimAdvice
+from sorter.plc.sim.clock_feed import NEWS_MAX_EVENTS, NEWS_S, ClockPublisher
 from sorter.plc.sim.modbus_server import SimIOModule, start_server
 from sorter.plc.sim.parcels import ParcelPlan
 from sorter.plc.sim.physics import LinePhysics
@@ -46,9 +49,13 @@ class SimLine:
     leaves the files to the controller's inbox."""
 
     def __init__(self, cfg: Config, seed: int, n_parcels: int | None, plan: ParcelPlan,
-                 inbox: Path | None = None, importer: Callable[[Path], object] | None = None):
+                 inbox: Path | None = None, importer: Callable[[Path], object] | None = None,
+                 feed: Connection | None = None):
         self.cfg, self.seed, self.n, self.plan = cfg, seed, n_parcels, plan
         self.physics: LinePhysics | None = None
+        self.feed = feed                       # to the camera frames process (None: nobody follows)
+        self.publisher: ClockPublisher | None = None
+        self._news: list = []                  # told events not yet sent (the pipe was full)
         self.module = SimIOModule(cfg, _IdleLine(cfg))
         self.advice = SimAdvice(cfg, seed)   # the carriers' pre-advice and the truth (the sim's own table)
         self.inbox = Path(inbox) if inbox is not None else manifest_inbox_folder(cfg.routing, sim=True)
@@ -80,9 +87,36 @@ class SimLine:
         if self.cfg.plc.mode == "plc_tracking":  # a PLC that tracks parcels and drives its diverters itself
             from sorter.plc.sim.mailbox import attach
             self.physics = attach(self.module, self.cfg, self.plan, t0, self.n)
+        else:
+            # the run starts with induction as the controller left it (it may have enabled it already)
+            self.physics = LinePhysics(self.cfg, self.plan, t0, self.n, induct_enabled=self.module.induct_enabled())
+            self.module.use(self.physics, t0)
+        if self.feed is not None:
+            self.publisher = ClockPublisher(self.physics)
+
+    def tell_cameras(self, now: float) -> None:
+        """Advance the line to now and send the camera frames what moved parcels since the last news.
+        Never blocks the line: a pipe the frames process does not empty keeps the news for later
+        (a write of less than PIPE_BUF bytes to a writable pipe is whole and does not block)."""
+        if self.publisher is None:
             return
-        self.physics = LinePhysics(self.cfg, self.plan, t0, self.n)
-        self.module.physics = self.physics
+        self.physics.advance(now)
+        news = self.publisher.news()
+        events = self._news + list(news.events)
+        try:
+            while True:
+                if not select.select([], [self.feed], [], 0)[1]:
+                    self._news = events
+                    return
+                if len(events) <= NEWS_MAX_EVENTS:
+                    self.feed.send(SimLineNews(tuple(events), news.line_mono))
+                    self._news = []
+                    return
+                # a backlog too big for one atomic write: in pieces, the time it covers with the last
+                self.feed.send(SimLineNews(tuple(events[:NEWS_MAX_EVENTS]), float("-inf")))
+                events = events[NEWS_MAX_EVENTS:]
+        except OSError:  # the frames process is gone: nobody to tell
+            self.publisher = None
 
     def expected_chute(self, p) -> str | None:
         if p.expected_outcome != "sorted":
@@ -94,17 +128,19 @@ class SimLine:
         reject = self.cfg.line.reject_chute
         out = {"inducted": 0, "landed": 0, "expected_sorted": 0, "mis_sorted": 0, "mis_sorts": [],
                "fire_error_ms": {}, "faults": [], "parcels": [],
-               "rejected_sortable": 0, "wrong_chute": 0, "landed_as_wanted": 0, "held": 0, "watchdog_trips": []}
+               "rejected_sortable": 0, "wrong_chute": 0, "landed_as_wanted": 0, "held": 0, "waiting": 0,
+               "on_belt": 0, "watchdog_trips": [], "belt_stops": [], "infeed_stops": []}
         if ph is None:
             return out
         errors = []
         for i in range(ph.next_index):
-            if i in ph.held:
-                continue  # the watchdog stopped induction: this parcel never entered the line
+            t_in = ph.entered.get(i)
             try:
                 p = self.plan.get(i)
             except IndexError:  # an endless run no longer keeps its oldest parcels
                 continue
+            if t_in is None:
+                continue  # held back by the watchdog: it never entered the line
             fate = ph.fates.get(i)
             want = self.expected_chute(p)
             chutes = self.advice.expected_chutes(p) if want else ()
@@ -113,7 +149,6 @@ class SimLine:
                 # a camera that missed the stale second label routes by the real one: its town's
                 # chute is where the parcel belongs too (not a mis-sort, though not the expected reject)
                 ok_chutes |= set(self.advice.expected_chutes(p))
-            t_in = ph.t0 + p.head_s
             if want and fate and all(ph.full_between(c, t_in, fate.t_mono + 0.5) for c in chutes):
                 # its chutes filled up on the way: reject or the alternate are right, not a mis-sort
                 ok_chutes |= {reject} | self.advice.alternates(p)
@@ -135,9 +170,19 @@ class SimLine:
                     errors.append(fate.fire_error_ms)
             out["parcels"].append({"index": i, "induct_mono": t_in, "expected": p.expected_outcome,
                                    "want": want, "got": fate.chute if fate else None})
+        # every planned parcel is inducted (on the belt or landed), held back by the watchdog (never
+        # enters), waiting on the infeed (due as planned, late because induction or the belt stood
+        # still), or not due yet
         out["inducted"] = ph.next_index - len(ph.held)
+        out["on_belt"] = len(ph.on_belt)
         out["held"] = len(ph.held)
-        out["watchdog_trips"] = [(round(a - ph.t0, 3), None if b is None else round(b - ph.t0, 3)) for a, b in ph.trips]
+        out["waiting"] = ph.waiting(ph.t)
+
+        def run_s(spans):
+            return [(round(a - ph.t0, 3), None if b is None else round(b - ph.t0, 3)) for a, b in spans]
+        out["watchdog_trips"] = run_s(ph.trips)
+        out["belt_stops"] = run_s(ph.belt.stops())
+        out["infeed_stops"] = run_s(ph.infeed.stops())
         out["faults"] = ph.faults[:20]
         if errors:
             errors.sort()
@@ -160,6 +205,7 @@ class _IdleLine:
     def full(self, c): return False
     def encoder(self, t): return self.start
     def write_output(self, sig, state, t): pass
+    belt_running = True  # the run input before the run: healthy, as it always read
 
 
 async def _serve(sim: SimLine, conn: Connection, host: str, port: int) -> None:
@@ -181,6 +227,13 @@ async def _serve(sim: SimLine, conn: Connection, host: str, port: int) -> None:
             inbox.put_nowait(Stop())
 
     loop.add_reader(conn.fileno(), receive)
+
+    async def tell_cameras() -> None:
+        while True:
+            await asyncio.sleep(NEWS_S)
+            sim.tell_cameras(time.monotonic())
+
+    teller = loop.create_task(tell_cameras()) if sim.feed is not None else None
     try:
         while True:
             try:
@@ -217,6 +270,8 @@ async def _serve(sim: SimLine, conn: Connection, host: str, port: int) -> None:
             elif kind is Stop:
                 break
     finally:
+        if teller is not None:
+            teller.cancel()
         await server.shutdown()
 
 
@@ -236,9 +291,9 @@ def write_advice(folder: Path, stem: str, rows: list[tuple]) -> Path:
 
 
 def sim_line_main(cfg: Config, seed: int, n_parcels: int | None, conn: Connection,
-                  plan_kwargs: dict, host: str = "127.0.0.1") -> None:
+                  plan_kwargs: dict, host: str = "127.0.0.1", feed: Connection | None = None) -> None:
     plan = ParcelPlan(cfg, seed, keep=None if n_parcels else KEEP_ENDLESS, **plan_kwargs)
-    sim = SimLine(cfg, seed, n_parcels, plan)
+    sim = SimLine(cfg, seed, n_parcels, plan, feed=feed)
     sim.advise(n_parcels if n_parcels is not None else MANIFEST_AHEAD)
     # the simulated line stands in for a PLC, which answers in real time whatever the PC is doing;
     # below the timing process's priority (20), above everything else, when the system allows it

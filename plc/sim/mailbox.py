@@ -15,7 +15,10 @@ through the mailbox registers (plc.mailbox; the handshake is described in contro
 
 Like the rest of the simulation it is evaluated lazily at the moment of each Modbus request: the
 diverter windows the PLC decides on are edges in time applied to the output histories as the
-physics advances, so its diverters fire with zero timing error.
+physics advances, so its diverters fire with zero timing error. Everything is timed by the line's
+clocks: a parcel is posted when its tail really clears the eye (late when induction was off), and a
+window is kept as belt positions, its edges timed again whenever the belt stops or starts (a PLC
+tracking by encoder switches when the parcel is there, not when it was planned to be).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import heapq
 
 from sorter.controller.config.line import Config
 from sorter.controller.config.plc import chute_numbers
+from sorter.plc.sim.belt_clock import INF
 from sorter.plc.sim.physics import LinePhysics
 
 SEQ_MOD = 1 << 16
@@ -34,32 +38,75 @@ def plc_id_of(index: int) -> int:
     return index % 65535 + 1
 
 
+class Window:
+    """A diverter window the PLC decided on: its output on while the parcel's point `on` is at the
+    switch-on position, off when `off` is at the switch-off one (each (at_mm, point_mm)), both
+    `act_s` early for the actuation."""
+
+    __slots__ = ("signal", "p", "on", "off", "act_s", "state")
+
+    def __init__(self, signal: str, p, on: tuple[float, float], off: tuple[float, float], act_s: float):
+        self.signal, self.p, self.on, self.off, self.act_s = signal, p, on, off, act_s
+        self.state = 0  # 0 before it opened, 1 open, 2 closed
+
+
 class TrackingPhysics(LinePhysics):
-    """The line whose diverter outputs the PLC switches itself, at planned moments."""
+    """The line whose diverter outputs the PLC switches itself, where the parcels are."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._edges: list[tuple[float, int, str, int]] = []  # (t, n, signal, +1 on / -1 off)
+        self._windows: dict[int, Window] = {}
+        self._edges: list[tuple[float, int, int]] = []  # (t, window number, +1 on / -1 off)
         self._level = {sig: 0 for sig in self.outputs}
         self._n = 0
+        self._belt_seen = self.belt.n_changes
 
-    def schedule(self, signal: str, on_t: float, off_t: float) -> None:
-        for t, d in ((on_t, 1), (off_t, -1)):
-            self._n += 1
-            heapq.heappush(self._edges, (t, self._n, signal, d))
+    def schedule(self, window: Window) -> None:
+        self._n += 1
+        self._windows[self._n] = window
+        self._push(self._n, window)
+
+    def _push(self, n: int, w: Window) -> None:
+        for d, (at_mm, point_mm) in ((1, w.on), (-1, w.off)):
+            if (d == 1 and w.state == 0) or (d == -1 and w.state < 2):
+                t = self._at(w.p, at_mm, point_mm) - w.act_s
+                if t < INF:  # while the belt stands, no edge is known (timed again when it runs)
+                    heapq.heappush(self._edges, (t, n, d))
+
+    def _retime(self) -> bool:
+        """The belt stopped or started since the edges were timed: time them again. True if so."""
+        if self.belt.n_changes == self._belt_seen:
+            return False
+        self._belt_seen = self.belt.n_changes
+        self._edges = []
+        for n, w in self._windows.items():
+            self._push(n, w)
+        return True
 
     def advance(self, t: float) -> None:
         if t < self.t:
             t = self.t
-        while self._edges and self._edges[0][0] <= t:
-            te, _, sig, d = heapq.heappop(self._edges)
-            te = max(te, self.t)
-            self._check_watchdog(te)
-            self._advance(te)
-            self._level[sig] += d
-            if self.tripped_at is None:
-                self.outputs[sig].set(te, self._level[sig] > 0)
-        super().advance(t)
+        while True:
+            self._retime()
+            if self._edges and self._edges[0][0] <= t:
+                te = max(self._edges[0][0], self.t)
+                self._check_watchdog(te)
+                self._advance(te)
+                if self._retime():
+                    continue  # an e-stop on the way moved the edge
+                _, n, d = heapq.heappop(self._edges)
+                w = self._windows[n]
+                w.state = 1 if d == 1 else 2
+                if w.state == 2:
+                    del self._windows[n]
+                self._level[w.signal] += d
+                if self.tripped_at is None:
+                    self.outputs[w.signal].set(te, self._level[w.signal] > 0)
+                continue
+            self._check_watchdog(t)  # e-stops posted up to t first: they move the edges before t
+            if not self._retime():
+                break
+        self._advance(t)
 
     def write_output(self, signal: str, state: bool, t: float) -> None:
         """The PC does not drive the diverters in this mode: the PLC owns them."""
@@ -108,7 +155,8 @@ class SimMailbox:
                 self.posted += 1
                 continue
             p = plan.get(i)
-            if ph.t0 + p.head_s + p.length_mm / ph.v > t:
+            t_in = ph.entered[i]
+            if ph.belt.after(t_in, p.length_mm / ph.v) > t:  # its tail clears the eye then
                 break
             pid = plc_id_of(i)
             self.ids[pid] = i
@@ -116,7 +164,7 @@ class SimMailbox:
             r = self.regs
             r[self.m.new_id] = pid
             if self.m.new_head_count:
-                r[self.m.new_head_count] = ph.encoder(ph.t0 + p.head_s)
+                r[self.m.new_head_count] = ph.encoder(t_in)
             if self.m.new_length_mm:
                 r[self.m.new_length_mm] = int(round(p.length_mm))
             r[self.m.new_seq] = (r[self.m.new_seq] + 1) % SEQ_MOD
@@ -174,8 +222,8 @@ class SimMailbox:
         self.answer[i] = number
         self.counts["answers"] += 1
         if chute is not None and chute.diverter:
-            off_t = self.ph._at(p, d.position_mm + d.trail_mm, p.length_mm) - d.actuation_ms / 1000
-            self.ph.schedule(d.outputs[chute.side], on_t, off_t)
+            self.ph.schedule(Window(d.outputs[chute.side], p, (d.position_mm - d.lead_mm, 0.0),
+                                    (d.position_mm + d.trail_mm, p.length_mm), d.actuation_ms / 1000))
 
 
 def attach(module, cfg: Config, plan, t0: float, n: int | None) -> TrackingPhysics:

@@ -28,8 +28,10 @@ class SimIOModule:
 
     Besides the photo-eyes, encoder and diverter coils it serves what a PLC on the line would: the
     heartbeat register (its watchdog drops the outputs and stops induction when the heartbeat
-    stops), e-stop and run inputs (healthy unless a test forces them), the encoder latch at the
-    induct photo-eye (sim.latch), and coils that read back what the device really drives."""
+    stops), the e-stop input (healthy unless a test forces it to 0, which stops the belt), the run
+    input (the belt's real state unless a test forces it), the induct_enable coil (induction runs
+    only while it is on), the encoder latch at the induct photo-eye (sim.latch), and coils that
+    read back what the device really drives."""
 
     def __init__(self, cfg: Config, physics: LinePhysics, clock=time.monotonic):
         self.cfg, self.physics, self.clock = cfg, physics, clock
@@ -48,8 +50,9 @@ class SimIOModule:
             lt = plc.latch
             self.latch = {lt.head_seq: "head_seq", lt.head_count: "head_latch",
                           lt.tail_seq: "tail_seq", lt.tail_count: "tail_latch"}
-        self.healthy = {n for n in (plc.estop_signal, plc.run_signal) if n}
-        self.forced: dict[str, int] = {}   # tests: input name -> value
+        self.estop_name, self.run_name, self.induct_enable = plc.estop_signal, plc.run_signal, plc.induct_enable
+        self.healthy = {n for n in (plc.estop_signal,) if n}
+        self.forced: dict[str, int] = _Forced(self._forced_changed)   # tests: input name -> value
         self.refuse: set[str] = set()      # tests: signals whose writes get an exception response
         self.slow: dict[str, float] = {}    # tests: signal -> delay of its next switch-on (a hung device)
         self.coils: dict[str, bool] = {}   # non-diverter coils as written (tower, induct enable)
@@ -94,9 +97,44 @@ class SimIOModule:
                 bits[name] = p.confirm_blocked(self.confirm_of[name], t)
             elif name in self.full_of:
                 bits[name] = p.full(self.full_of[name])
+            elif name == self.run_name:
+                bits[name] = getattr(p, "belt_running", True)
             else:
                 bits[name] = name in self.healthy
         return bits
+
+    def induct_enabled(self) -> bool:
+        """Induction as the PLC holds it now: as last written; before any write, on only when no
+        induct_enable coil is mapped (a real PLC does not induct before the controller says so)."""
+        if self.induct_enable is None:
+            return True
+        return self.coils.get(self.induct_enable, False)
+
+    def use(self, physics, t: float) -> None:
+        """Serve `physics` from now on (the run starts), with the inputs and coils as they are."""
+        self.physics = physics
+        if self.estop_name and not self.forced.get(self.estop_name, 1):
+            physics.set_estop(True, t)
+
+    def _forced_changed(self, name: str) -> None:
+        # a forced e-stop input is the e-stop circuit opening: the belt stops at that moment. Tests
+        # force from other threads, so the physics takes it at its next advance, on its own thread.
+        if name == self.estop_name:
+            post = getattr(self.physics, "post_estop", None)
+            if post is not None:
+                post(not self.forced.get(name, 1), self.clock())
+
+    def write_coil(self, name: str, state: bool, t: float) -> None:
+        """A coil write as the device takes it at t: a diverter output goes to the physics
+        (time-stamped), induct_enable switches induction; every coil reads back as written."""
+        if name in self.physics.outputs:
+            self.physics.write_output(name, state, t)
+            return
+        self.coils[name] = state
+        if name == self.induct_enable:
+            enable = getattr(self.physics, "set_induct_enable", None)
+            if enable is not None:
+                enable(state, t)
 
     def bit_value(self, name: str, t: float) -> bool:
         """A coil as the device drives it now (a dropped watchdog shows here too)."""
@@ -169,10 +207,8 @@ class SimIOModule:
                 name = names.get(address + i, (None,))[0]
                 if name in self.refuse:
                     return ExcCodes.DEVICE_FAILURE
-                if name is not None and name in self.physics.outputs:
-                    self.physics.write_output(name, bool(v), t)
-                elif name is not None:
-                    self.coils[name] = bool(v)
+                if name is not None:
+                    self.write_coil(name, bool(v), t)
         elif fc in (FC_WRITE_REG, FC_WRITE_REGS) and values is not None:
             names = self.at.get((unit, "holding_register"), {})
             written = {}
@@ -195,6 +231,35 @@ class SimIOModule:
                 hb(t)
         elif self.mailbox is not None:
             self.mailbox.written(name, value, t)
+
+
+class _Forced(dict):
+    """The forced inputs; tells the module when one changes (the e-stop's moves the belt)."""
+
+    def __init__(self, changed):
+        super().__init__()
+        self._changed = changed
+
+    def __setitem__(self, name, value):
+        super().__setitem__(name, value)
+        self._changed(name)
+
+    def __delitem__(self, name):
+        super().__delitem__(name)
+        self._changed(name)
+
+    def pop(self, name, *default):
+        had = name in self
+        v = super().pop(name, *default)
+        if had:
+            self._changed(name)
+        return v
+
+    def clear(self):
+        names = list(self)
+        super().clear()
+        for name in names:
+            self._changed(name)
 
 
 async def start_server(module: SimIOModule, host: str, port: int) -> tuple[ModbusTcpServer, int]:

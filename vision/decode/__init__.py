@@ -17,37 +17,42 @@ whole; instead:
    vertical* (one ``cv2.warpAffine`` of the crop only) and scanned by ZBar along rows only.  Any
    rotation 0-360 degrees is read.  Polygons are mapped back through the crop's affine transform.
 3. **2-D pass**: each square-ish incoherent candidate is cut out (axis-aligned, with margin) and
-   scanned for QR codes (ZBar reads QR at any rotation by itself).
+   read by zxing-cpp (QR, Micro QR, Data Matrix), then by ZBar if that failed.
 4. **Fallback**: if a candidate region that looked like a 1-D code did not decode, the crop is
    retried unfiltered, then enlarged and smoothed, then (thin modules, ~1.5 px) cut again 2x
-   upsampled with a wider margin and sharpened, for ZBar and zxing-cpp; if a barcode-like region
-   still did not decode,
-   the whole frame is scanned once by ZBar at reduced scan
-   density (bounded cost; it runs only on frames where something was missed).
+   upsampled with a wider margin and sharpened, for ZBar and zxing-cpp (and inverted, for
+   light-on-dark codes).
+5. **Whole frame**: zxing-cpp reads the whole frame with its own search (rotations, downscaling,
+   inversion) -- always on a frame up to ~1.4 MP (~6-9 ms), on a larger one only when a barcode-like
+   region or a 2-D candidate stayed unread -- so that ``decode`` never reports less than raw
+   zxing-cpp. Its 1-D reads are confirmed in place (another decode of their area); without
+   zxing-cpp, ZBar scans the whole frame at reduced density instead.
 
-Every ZBar call is guarded: an exception from one pass (pyzbar raises ``ValueError`` on some QR
-codes) loses only that pass.  Results are validated (EAN-13/UPC-A check digits, ITF length) and
-deduplicated by ``(symbology, text)``.
+Every engine call is guarded: an exception from one pass (pyzbar raises ``ValueError`` on some QR
+codes) loses only that pass.  Results are validated (check digits, the line's Code 39 / ITF rules,
+:class:`ReadRules`) and deduplicated by ``(symbology, text)``.  A 1-D read needs two different
+attempts to agree (EAN-13/UPC-A: both engines); one that only one attempt made is reported with
+``Code.weak`` set, unless another reading of the same place contradicts it.
 
-QR text: QR byte segments carry no reliable charset.  ZBar is put into binary mode for QR codes (raw
-bytes out); the bytes are decoded as strict UTF-8, else the most plausible of GB18030 / Shift-JIS
-(ZBar's Kanji mode output) / Latin-1.  If ZBar cannot do binary mode, its own (possibly wrongly
-guessed) conversion is repaired by re-encoding with the charset it guessed (Big5, Shift-JIS, Latin-1)
-and decoding again (:func:`recover_qr_text`).
+2-D text: zxing-cpp is read in its ECI text mode, so a symbol that declares its charset (ECI) is
+decoded in it; unmarked byte data (and ZBar's binary-mode QR bytes, the fallback) is UTF-8 if
+valid, else GB18030 when it reads as common hanzi, else the most plausible of Shift-JIS (Kanji-mode
+data), GB18030 and Latin-1 (:func:`qr_bytes_to_text`). If ZBar cannot do binary mode, its own
+(possibly wrongly guessed) conversion is repaired (:func:`recover_qr_text`).
 
-Second engine: zxing-cpp (when installed and enabled) retries each candidate crop that ZBar did not
-read, and reads Data Matrix (2-D candidates) and PDF417 (stacked-bar candidates), which the ZBar
-build on these machines does not read at all.
+zxing-cpp (when installed and enabled) retries each candidate crop that ZBar did not read, reads
+the 2-D candidates first, and reads Code 39 (its full-ASCII, Code 32 and PZN forms, which ZBar
+reads as other text), UPC-E, Micro QR, Data Matrix and PDF417.
 
 The package, each module depending only on those listed before it:
 
-    text      the result type, the symbology names, check digits, QR charsets
+    text      the result type, the symbology names, check digits and read rules, 2-D charsets
     engines   ZBar and zxing-cpp behind one shape of raw read; the symbology and engine names
     locate    the candidate regions (gradient structure tensor)
     crops     crop/rotate geometry; points and polygons back to frame pixels
-    confirm   the two-vote confirmation and the dropping of conflicting reads
+    confirm   the two-vote confirmation, weak reads, the dropping of conflicting and partial reads
     attempts  the retry ladder of a 1-D region; the in-place confirmation of whole-frame reads
-    frame     decode() over the pyramid and the whole-frame fallback; decode_file(), warm_up(), STATS
+    frame     decode() over the pyramid and the whole-frame pass; decode_file(), warm_up(), STATS
 """
 
 from __future__ import annotations
@@ -56,11 +61,15 @@ from sorter.vision.decode.confirm import _Collector
 from sorter.vision.decode.engines import DEFAULT_ENGINES, DEFAULT_SYMBOLOGIES, ENGINES, _normalise_symbologies, _Raw
 from sorter.vision.decode.frame import STATS, decode, decode_file, warm_up
 from sorter.vision.decode.locate import _Cand
-from sorter.vision.decode.text import (ONE_D, SYMBOLOGIES, Code, ean13_valid, qr_bytes_to_text, recover_qr_text,
-                                       upca_valid, validate)
+from sorter.vision.decode.text import (ONE_D, SYMBOLOGIES, TWO_D, Code, ReadRules, ean13_valid, eci_bytes_to_text,
+                                       qr_bytes_to_text, recover_qr_text, upca_valid, upce_valid, validate)
 
 __all__ = [
     "Code",
+    "ReadRules",
+    "TWO_D",
+    "eci_bytes_to_text",
+    "upce_valid",
     "ONE_D",
     "SYMBOLOGIES",
     "decode",

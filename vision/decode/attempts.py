@@ -15,11 +15,12 @@ import numpy as np
 # the engines are called through their module: a test that swaps one (monkeypatch.setattr on
 # sorter.vision.decode.engines) swaps it for every attempt
 from sorter.vision.decode import engines as _engines
+from sorter.vision.decode import confirm as _confirm
 from sorter.vision.decode.confirm import _Collector
 from sorter.vision.decode.crops import _deskewed_crop, _mean_run, _scaled, _spans_codes, _unsharp
 from sorter.vision.decode.engines import _Raw, _text_of
 from sorter.vision.decode.locate import _Cand
-from sorter.vision.decode.text import ONE_D, validate
+from sorter.vision.decode.text import ONE_D, gtin13, validate
 
 
 def _read_1d_region(gray: np.ndarray, cand: _Cand, crop: np.ndarray, M: np.ndarray, col: "_Collector",
@@ -79,6 +80,8 @@ def _read_1d_region(gray: np.ndarray, cand: _Cand, crop: np.ndarray, M: np.ndarr
         # bars are vertical: averaging along them removes noise without softening edges
         attempts.append(("1d", "zbar", lambda: (cv2.blur(crop, (1, 7)), M)))
     if use_zx:
+        # (zxing-cpp tries the inverted crop only when the crop itself gave nothing: light-on-dark
+        # labels cost nothing extra on ordinary ones)
         attempts.append(("1d-zxing", "zxing", lambda: (crop, M)))
     if zb:
         attempts.append(("1d-plain", "zbar", lambda: (crop, M)))
@@ -96,6 +99,13 @@ def _read_1d_region(gray: np.ndarray, cand: _Cand, crop: np.ndarray, M: np.ndarr
         # a check digit with wrong digits is averaged differently here
         attempts.append(("1d-blur15", "zbar", lambda: (cv2.blur(crop, (1, 15)), M)))
         attempts.append(("1d-1.6x-bars", "zbar", bars16))
+        # light-on-dark bars: ZBar reads dark bars only, so a zxing-cpp read of an inverted code
+        # is confirmed on the inverted crop
+        attempts.append(("1d-inverted", "zbar", lambda: (255 - cv2.blur(crop, (1, 7)), M)))
+    if use_zx:
+        # a symbology ZBar does not read here (Code 39 is left to zxing-cpp, which knows its full-
+        # ASCII, Code 32 and PZN forms; UPC-E): the second vote is zxing-cpp on another resampling
+        attempts.append(("1d-1.6x-bars-zxing", "zxing", bars16))
     if thin:
         if zb:
             attempts.append(("1d-2x-sharp", "zbar", sharp(2.0)))
@@ -121,10 +131,14 @@ def _read_1d_region(gray: np.ndarray, cand: _Cand, crop: np.ndarray, M: np.ndarr
         name, engine, image = attempt
         img, Mx = image()
         raws = col.run(name, _engines._zbar, img, one_d, x_density=0, y_density=2) if engine == "zbar" \
-            else col.run(name, _engines._zxing, img, one_d_zx)
+            else col.run(name, _engines._zxing, img, one_d_zx, invert=True)
         for raw in raws:
             text = _text_of(raw)
-            if text is None or not validate(raw.symbology, text):
+            if text is None or not validate(raw.symbology, text, col.rules):
+                if text and raw.symbology == "itf" and validate("itf", text):
+                    # refused by the line's ITF rules only: still evidence that a shorter read of
+                    # the same bars is a partial scan
+                    col.refused.append(col.code_of(raw, Mx * col.scale if Mx is not None else None, unscaled=True))
                 continue
             key = (raw.symbology, text)
             if raw.symbology not in ONE_D:  # PDF417: Reed-Solomon protected, no second read needed
@@ -151,7 +165,7 @@ def _confirm_in_place(img: np.ndarray, raw: _Raw, col: "_Collector", one_d, use_
     """A whole-frame read confirmed by a second decode of the area around it (the other engine,
     else ZBar on a 2x enlargement): the same rule as for the candidate regions."""
     text = _text_of(raw)
-    if text is None or not validate(raw.symbology, text):
+    if text is None or not validate(raw.symbology, text, col.rules):
         return False
     p = np.asarray(raw.points, np.float64).reshape(-1, 2)
     if len(p) == 0:
@@ -162,12 +176,23 @@ def _confirm_in_place(img: np.ndarray, raw: _Raw, col: "_Collector", one_d, use_
     xa, ya, xb, yb = int(max(0, x0 - m)), int(max(0, y0 - m)), int(min(w, x1 + m)), int(min(h, y1 + m))
     area = img[ya:yb, xa:xb]
     tries = []
-    if use_zx:
-        tries.append(lambda: col.run("frame-confirm-zxing", _engines._zxing, area, one_d, rotate=True))
-    if use_zbar:
-        tries.append(lambda: col.run("frame-confirm-2x", _engines._zbar,
-                                     cv2.resize(area, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC), one_d))
+    zbar_1d = tuple(s for s in one_d if s in _engines._ZBAR and s != "code39")
+    # EAN-13/UPC-A under the two-engine rule: the whole-frame read was zxing-cpp's, ZBar must agree
+    zbar_only = raw.symbology in ("ean13", "upca") and _confirm.EAN_RULE == "two-engines" and use_zbar
+    if use_zx and not zbar_only:
+        # the area again, enlarged: another sampling of the same bars, for zxing-cpp (the whole-frame
+        # read was zxing-cpp's too, at 1x)
+        tries.append(lambda: col.run("frame-confirm-zxing", _engines._zxing,
+                                     cv2.resize(area, None, fx=1.5, fy=1.5, interpolation=cv2.INTER_CUBIC), one_d,
+                                     rotate=True, invert=True))
+    if use_zbar and raw.symbology in zbar_1d:
+        big = cv2.resize(area, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC)
+        tries.append(lambda: col.run("frame-confirm-2x", _engines._zbar, big, zbar_1d))
+        tries.append(lambda: col.run("frame-confirm-2x-inverted", _engines._zbar, 255 - big, zbar_1d))
+    want = gtin13(raw.symbology, text)
     for attempt in tries:
-        if any(r.symbology == raw.symbology and _text_of(r) == text for r in attempt()):
+        # (one EAN/UPC symbol may come out as EAN-13 from one engine and UPC-A from the other)
+        if any(gtin13(r.symbology, _text_of(r) or "") == want and (r.symbology == raw.symbology or {
+                r.symbology, raw.symbology} <= {"ean13", "upca", "upce"}) for r in attempt()):
             return True
     return False

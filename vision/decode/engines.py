@@ -2,7 +2,9 @@
 configured per call) and zxing-cpp (optional), each returning raw reads (symbology, bytes, points).
 
 Each engine's quirks stay here, out of the image work: ZBar's UPC-E expansion, its 1-D reads from a
-single scan line, its QR charset guess (binary mode where the library has it); zxing-cpp's formats.
+single scan line, its QR charset guess (binary mode where the library has it); zxing-cpp's formats
+(3.x: one format names a family, e.g. QR Code covers Micro QR, Code 39 covers Code 32 and full
+ASCII) and its ECI stream, from which the text of a 2-D symbol is taken in the charset it declares.
 Also the names a caller may give for symbologies and engines.
 """
 
@@ -21,7 +23,7 @@ try:  # pragma: no cover - import guard
 except Exception as exc:  # pragma: no cover
     raise ImportError(f"pyzbar with the system ZBar library (libzbar0) is required: {exc}") from exc
 
-from sorter.vision.decode.text import ONE_D, SYMBOLOGIES, qr_bytes_to_text, recover_qr_text
+from sorter.vision.decode.text import ONE_D, SYMBOLOGIES, TWO_D, eci_bytes_to_text, qr_bytes_to_text, recover_qr_text
 
 
 # our names -> ZBar symbols
@@ -42,8 +44,8 @@ _FROM_ZBAR = {
     "QRCODE": "qrcode",
     "PDF417": "pdf417",
 }
-_ZXING_ONLY = ("datamatrix", "pdf417")
-DEFAULT_SYMBOLOGIES = tuple(_ZBAR)  # None = everything ZBar reads here
+_ZXING_ONLY = ("datamatrix", "pdf417", "upce")
+DEFAULT_SYMBOLOGIES = SYMBOLOGIES  # None = every symbology a camera config names
 
 _CFG_BINARY = 4  # ZBAR_CFG_BINARY (zbar >= 0.23): QR data returned as raw bytes
 
@@ -55,6 +57,8 @@ class _Raw:
     points: list[tuple[int, int]]
     binary: bool = False  # data are the symbol's raw bytes (no charset guessed)
     quality: int = 0  # ZBar: scan lines that decoded it (0: another engine)
+    text: str | None = None  # the text as the engine decoded it from the symbol's own charset (ECI)
+    engine: str = "zbar"
 
 
 _qr_binary_ok: bool | None = None
@@ -121,6 +125,8 @@ def _zbar(
 
 
 def _text_of(raw: _Raw) -> str | None:
+    if raw.text is not None:
+        return raw.text
     if raw.symbology in ("datamatrix", "pdf417") or (raw.symbology == "qrcode" and raw.binary):
         return qr_bytes_to_text(raw.data)
     if raw.symbology == "qrcode":
@@ -139,12 +145,18 @@ def _text_of(raw: _Raw) -> str | None:
 try:  # the second engine (optional)
     import zxingcpp as _zx
 
+    _F = _zx.BarcodeFormat
+    # our names -> the zxing-cpp formats read for them (each a family in 3.x)
     _ZX_FORMAT = {
-        "code128": _zx.BarcodeFormat.Code128, "code39": _zx.BarcodeFormat.Code39, "itf": _zx.BarcodeFormat.ITF,
-        "ean13": _zx.BarcodeFormat.EAN13, "upca": _zx.BarcodeFormat.UPCA, "qrcode": _zx.BarcodeFormat.QRCode,
-        "datamatrix": _zx.BarcodeFormat.DataMatrix, "pdf417": _zx.BarcodeFormat.PDF417,
+        "code128": (_F.Code128,), "code39": (_F.Code39,), "itf": (_F.ITF,), "ean13": (_F.EAN13, _F.ISBN),
+        "upca": (_F.UPCA,), "upce": (_F.UPCE,), "qrcode": (_F.QRCode,), "datamatrix": (_F.DataMatrix,),
+        "pdf417": (_F.PDF417,),
     }
-    _ZX_NAME = {v: k for k, v in _ZX_FORMAT.items()}
+    _ZX_NAME = {}  # every zxing-cpp format (family member) -> our name
+    for _ours, _fmts in _ZX_FORMAT.items():
+        for _f in _fmts:
+            for _member in _zx.barcode_formats_list(_f):
+                _ZX_NAME.setdefault(_member, _ours)
 except Exception:  # pragma: no cover
     _zx = None
     _ZX_FORMAT, _ZX_NAME = {}, {}
@@ -153,17 +165,28 @@ ENGINES = ("zbar", "zxing") if _zx is not None else ("zbar",)
 DEFAULT_ENGINES = ENGINES
 
 
-def _zxing(img: np.ndarray, symbologies: Iterable[str], rotate: bool = False, downscale: bool = False) -> list[_Raw]:
-    """One zxing-cpp scan of ``img`` for ``symbologies`` (our names); raw bytes out (charset ours)."""
+def _zxing(img: np.ndarray, symbologies: Iterable[str], rotate: bool = False, downscale: bool = False,
+           invert: bool = False) -> list[_Raw]:
+    """One zxing-cpp scan of ``img`` for ``symbologies`` (our names). Read in its HexECI text mode:
+    the symbol's bytes with its ECI switches, so that a 2-D symbol's text is decoded in the charset
+    it declares, and only unmarked byte data is guessed (:func:`qr_bytes_to_text`)."""
     if _zx is None:
         return []
     wanted = [s for s in symbologies if s in _ZX_FORMAT]
-    if not wanted or img.shape[0] < 8 or img.shape[1] < 8:
+    # (zxing-cpp reads a 1-D code from a strip a few pixels high: a scanner's line image)
+    if not wanted or img.shape[0] < 1 or img.shape[1] < 8:
         return []
-    formats = tuple(_ZX_FORMAT[w] for w in wanted)
+    formats = tuple(f for w in wanted for f in _ZX_FORMAT[w])
+    img = np.ascontiguousarray(img)
+    found = _zx.read_barcodes(img, formats=formats, try_rotate=rotate, try_downscale=downscale, try_invert=invert,
+                              text_mode=_zx.TextMode.HexECI)
+    if invert and not found:
+        # zxing-cpp 3.1's own try_invert was measured reading no light-on-dark 1-D code in a crop
+        # that it reads once inverted here
+        found = _zx.read_barcodes(255 - img, formats=formats, try_rotate=rotate, try_downscale=downscale,
+                                  try_invert=False, text_mode=_zx.TextMode.HexECI)
     out = []
-    for r in _zx.read_barcodes(np.ascontiguousarray(img), formats=formats, try_rotate=rotate,
-                               try_downscale=downscale, try_invert=False, text_mode=_zx.TextMode.Plain):
+    for r in found:
         if not r.valid:
             continue
         name = _ZX_NAME.get(r.format)
@@ -172,8 +195,28 @@ def _zxing(img: np.ndarray, symbologies: Iterable[str], rotate: bool = False, do
         p = r.position
         pts = [(p.top_left.x, p.top_left.y), (p.top_right.x, p.top_right.y),
                (p.bottom_right.x, p.bottom_right.y), (p.bottom_left.x, p.bottom_left.y)]
-        out.append(_Raw(name, bytes(r.bytes), pts, binary=True))
+        data = bytes(r.bytes)
+        out.append(_Raw(name, data, pts, binary=True, text=_zxing_text(name, data, r.text), engine="zxing"))
     return out
+
+
+def _zxing_text(name: str, data: bytes, hex_eci: str) -> str | None:
+    """The text of a zxing-cpp read: 1-D codes are ASCII (Code 39's full-ASCII, Code 32 and PZN
+    forms already resolved by zxing-cpp); a 2-D symbol's stream (AIM prefix, then bytes with ECI
+    switches) differs from its plain bytes exactly when it carries an ECI."""
+    if name not in TWO_D:
+        try:
+            return data.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    try:
+        stream = bytes.fromhex(hex_eci)
+    except ValueError:
+        return qr_bytes_to_text(data)
+    stream = stream[3:] if stream[:1] == b"]" else stream
+    if stream == data:
+        return qr_bytes_to_text(data)
+    return eci_bytes_to_text(stream)
 
 
 def _normalise_symbologies(symbologies: Iterable[str] | None) -> tuple[str, ...]:
@@ -184,7 +227,8 @@ def _normalise_symbologies(symbologies: Iterable[str] | None) -> tuple[str, ...]
     out = []
     for s in symbologies:
         key = s.strip().lower().replace("-", "").replace("_", "")
-        key = {"qr": "qrcode", "i25": "itf", "interleaved2of5": "itf", "ean": "ean13", "upc": "upca"}.get(key, key)
+        key = {"qr": "qrcode", "microqr": "qrcode", "microqrcode": "qrcode", "i25": "itf", "interleaved2of5": "itf",
+               "ean": "ean13", "upc": "upca", "dm": "datamatrix", "pdf": "pdf417"}.get(key, key)
         if key not in SYMBOLOGIES:
             raise ValueError(f"unknown symbology {s!r}; known: {', '.join(SYMBOLOGIES)}")
         if key not in out:

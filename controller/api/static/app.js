@@ -19,12 +19,15 @@
     ["fault", "故障", "fault"],
   ];
   const OUTCOME_ZH = Object.fromEntries(OUTCOMES.map((o) => [o[0], o[1]]));
+  // the line state machine's states (controller/timing/line_state.py)
   const STATES = {
-    starting: ["启动中", "STARTING"],
+    booting: ["启动中", "BOOTING"],
+    ready: ["就绪", "READY"],
     running: ["运行", "RUNNING"],
     paused: ["暂停", "PAUSED"],
-    fault: ["故障", "FAULT"],
-    stopped: ["已停止", "STOPPED"],
+    faulted: ["故障", "FAULTED"],
+    estop: ["急停", "E-STOP"],
+    stopping: ["停机中", "STOPPING"],
   };
 
   const $ = (id) => document.getElementById(id);
@@ -83,11 +86,30 @@
     if (typeof line.belt_speed_mps === "number") sub.push("带速 belt " + num(line.belt_speed_mps, 2) + " m/s");
     sub.push("运行时间 up " + duration(line.uptime_s));
     if (line.routing_version) sub.push("路由 routes " + line.routing_version);
+    // what the journal and the tracker count that a supervisor must hear about
+    const rec = st.records || {}, ctr = line.counters || {};
+    sub.push("在途 in flight " + num(rec.in_flight || 0));
+    if (ctr.unexpected_confirms) sub.push("意外到件 unexpected " + num(ctr.unexpected_confirms));
+    const restartFaults = (rec.faulted_previous_run || 0) + (rec.faulted_timing_restart || 0);
+    if (restartFaults) sub.push("重启补记 restart faults " + num(restartFaults));
+    if (rec.id_collisions) sub.push("编号冲突 id collisions " + num(rec.id_collisions));
+    // reads only one decoding attempt made: on the records, and sorting only where a camera allows it
+    if (ctr.weak_reads) sub.push("弱读 weak reads " + num(ctr.weak_reads) +
+      (ctr.weak_reads_held_back ? " (" + num(ctr.weak_reads_held_back) + " held back)" : ""));
     setText("line-sub", sub.join("  ·  "));
 
     const state = safeClass(line.state, Object.keys(STATES));
     const words = STATES[state] || ["未知", String(line.state || "UNKNOWN").toUpperCase()];
     badge($("state-badge"), "state-" + state, words[0], words[1]);
+    // a test mode is shown with every state: never a plain green RUNNING while diverters fire a pattern
+    $("test-badge").hidden = !line.test_mode;
+    if (line.test_mode) $("test-badge").title = String(line.test_mode);
+    const bar = $("state-bar");
+    bar.hidden = state === "running" && !line.test_mode;
+    bar.className = "state-bar state-" + state;
+    setText("state-reason", (words[0] + " " + words[1]) + (line.state_reason ? " · " + line.state_reason : "") +
+      (typeof line.state_since_wall === "number" ? " · " + clock(line.state_since_wall) : ""));
+    $("reset-btn").hidden = !line.estop_latched;
 
     const plc = line.plc || {};
     const up = plc.connected === true;
@@ -182,11 +204,14 @@
     }
     $("cameras").replaceChildren(...cams.map((c) => {
       const alarm = typeof c.alarm === "string" && c.alarm ? c.alarm : "";
-      const tr = el("tr", (c.alive ? "" : "cam-dead") + (alarm ? " cam-alarm" : ""));
+      // a camera that throws most frames away reads as badly as a dead one: never a green OK
+      const dropping = c.alive && c.status === "dropping";
+      const tr = el("tr", (c.alive && !dropping ? "" : "cam-dead") + (alarm ? " cam-alarm" : ""));
       tr.appendChild(el("td", "mono", c.name));
       const td = el("td");
-      td.appendChild(el("span", "dot " + (c.alive ? "up" : "down")));
-      td.appendChild(document.createTextNode(c.alive ? " 正常 OK" : " 停止 DOWN"));
+      td.appendChild(el("span", "dot " + (c.alive && !dropping ? "up" : "down")));
+      td.appendChild(document.createTextNode(!c.alive ? " 停止 DOWN" : dropping
+        ? " 丢帧 DROPPING " + pct(c.drop_share) : " 正常 OK"));
       tr.appendChild(td);
       tr.appendChild(el("td", "num", num(c.fps, 1)));
       tr.appendChild(el("td", "num", num(c.frames)));
@@ -320,7 +345,25 @@
     }
   }
 
+  // the e-stop reset needs the control token; it is asked once and kept for this tab only
+  async function resetLine() {
+    let token = sessionStorage.getItem("sorter-token");
+    if (!token) token = window.prompt("控制口令 Control token");
+    if (!token) return;
+    setText("reset-msg", "…");
+    try {
+      const r = await fetch("/api/line/reset", { method: "POST", headers: { Authorization: "Bearer " + token } });
+      const body = await r.json().catch(() => ({}));
+      if (r.status === 401 || r.status === 403) sessionStorage.removeItem("sorter-token");
+      else sessionStorage.setItem("sorter-token", token);
+      setText("reset-msg", (r.ok ? "✓ " : "✗ ") + String(body.message || body.detail || r.status));
+    } catch (e) {
+      setText("reset-msg", "✗ " + String(e));
+    }
+  }
+
   function start() {
+    $("reset-btn").addEventListener("click", resetLine);
     poll();
     pollNoreads();
   }

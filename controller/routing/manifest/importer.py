@@ -15,6 +15,7 @@ import csv
 import io
 import itertools
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sorter.controller.routing.manifest.rows import MAX_TOWN, WAYBILL_LINES_RE, _header_map, validate_row
+from sorter.controller.routing.manifest.rows import LONE_SURROGATE, MAX_TOWN, WAYBILL_LINES_RE, _header_map, validate_row
 
 
 BATCH = 100_000
@@ -35,7 +36,9 @@ CHUNK_CHARS = 1 << 21   # characters of a plain (waybill, town) file parsed at o
 class ImportReport:
     path: str
     encoding: str = ""
-    imported: int = 0
+    imported: int = 0        # waybills new to the manifest
+    updated: int = 0         # waybills it had, whose advice this file replaced
+    duplicate_in_file: int = 0   # rows whose waybill came again later in the file (the later one counts)
     bad_rows: list[tuple[int, str]] = field(default_factory=list)  # (1-based file line / item, problem)
     bad_count: int = 0       # all bad rows (bad_rows keeps the first MAX_BAD)
     error: str | None = None  # the whole file was refused (no usable header, cannot decode)
@@ -59,7 +62,12 @@ class ImportReport:
     def summary(self) -> str:
         if self.error:
             return f"{self.path}: {self.error}"
-        s = f"{self.path}: {self.imported} rows imported ({self.encoding})"
+        s = f"{self.path}: {self.imported} rows imported"
+        if self.updated:
+            s += f", {self.updated} updated"
+        if self.duplicate_in_file:
+            s += f", {self.duplicate_in_file} duplicates in the file (the last of each counts)"
+        s += f" ({self.encoding})"
         if self.bad_count:
             s += f", {self.bad_count} bad rows: " + "; ".join(f"line {n}: {p}" for n, p in self.bad_rows[:10])
             if self.bad_count > 10:
@@ -67,33 +75,47 @@ class ImportReport:
         return s
 
     def as_dict(self) -> dict:
-        return {"path": self.path, "encoding": self.encoding, "imported": self.imported, "bad": self.bad_count,
+        return {"path": self.path, "encoding": self.encoding, "imported": self.imported, "updated": self.updated,
+                "duplicate_in_file": self.duplicate_in_file, "bad": self.bad_count,
                 "bad_rows": [{"line": n, "problem": p} for n, p in self.bad_rows], "error": self.error,
                 "seconds": round(self.seconds, 3)}
 
 
+SAMPLE_BYTES = 1 << 20   # of a file, to decide its encoding
+
+
+def guess_encoding(sample: bytes) -> str:
+    """The encoding of a file from a sample of it: 'utf-8-sig' (a BOM), 'utf-8', or 'gb18030' (a
+    superset of GBK/GB2312, what Excel on a Chinese Windows PC writes). A few bytes that are not
+    UTF-8 among much UTF-8 text keep it UTF-8: they are bad rows, never a reason to read the
+    whole file as another charset (one stray byte once turned every town into mojibake)."""
+    if sample.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    text = sample.decode("utf-8", "surrogateescape")
+    bad = len(LONE_SURROGATE.findall(text))
+    if bad == 0:
+        return "utf-8"
+    # a cut through the last character of the sample is no evidence
+    tail = len(LONE_SURROGATE.findall(text[-3:]))
+    good = len(_NON_ASCII.findall(text))
+    return "utf-8" if bad - tail == 0 or good >= 4 * (bad - tail) else "gb18030"
+
+
+_NON_ASCII = re.compile("[^\x00-\x7f\udc80-\udcff]")
+
+
 def decode_csv_bytes(data: bytes) -> tuple[str, str]:
-    """(text, encoding): UTF-8 (with or without BOM) if it decodes strictly, else GB18030
-    (a superset of GBK/GB2312, what Excel on a Chinese Windows PC writes)."""
-    try:
-        return data.decode("utf-8-sig"), "utf-8"
-    except UnicodeDecodeError:
-        return data.decode("gb18030", errors="replace"), "gb18030"
+    """(text, encoding) of a whole upload, the encoding decided from its start (guess_encoding).
+    Bytes that do not decode in it are kept as lone surrogates (surrogateescape), which the row
+    validation reports as bad rows with their line."""
+    enc = guess_encoding(data[:SAMPLE_BYTES])
+    return data.decode(enc, "surrogateescape"), "utf-8" if enc == "utf-8-sig" else enc
 
 
-def detect_encoding(path: Path, chunk: int = 1 << 22) -> str:
-    """'utf-8-sig' if the whole file is valid UTF-8, else 'gb18030' (read in chunks, in C)."""
-    dec = codecs.getincrementaldecoder("utf-8")()
-    try:
-        with open(path, "rb") as f:
-            while True:
-                b = f.read(chunk)
-                if not b:
-                    dec.decode(b"", final=True)
-                    return "utf-8-sig"
-                dec.decode(b)
-    except UnicodeDecodeError:
-        return "gb18030"
+def detect_encoding(path: Path, sample: int = SAMPLE_BYTES) -> str:
+    """The encoding of a file from its first `sample` bytes (guess_encoding)."""
+    with open(path, "rb") as f:
+        return guess_encoding(f.read(sample))
 
 
 def import_csv(m, path: str | Path,
@@ -110,7 +132,9 @@ def import_csv(m, path: str | Path,
         report.error = f"cannot read: {exc}"
         return report
     report.encoding = "utf-8" if encoding == "utf-8-sig" else encoding
-    with fb, io.TextIOWrapper(fb, encoding=encoding, errors="replace", newline="") as f:
+    # held for the whole file: a row with bytes that do not decode is a bad row (its fields keep
+    # them as lone surrogates, which validation refuses), never a reason to switch charset
+    with fb, io.TextIOWrapper(fb, encoding=encoding, errors="surrogateescape", newline="") as f:
         _import_csv_stream(m, f, report, lambda: fb.tell(), size, progress)
     report.seconds = time.perf_counter() - t0
     return report
@@ -143,15 +167,18 @@ def _csv_rows(reader, report: ImportReport, flush, pos, size, progress, f=None) 
         except StopIteration:
             break
         except csv.Error as exc:
-            report.bad(reader.line_num, f"unreadable CSV: {exc}")
-            continue
+            # before the header: the file cannot be read as a manifest (taking the next line as
+            # the header would blame the wrong line)
+            report.error = f"line {max(reader.line_num, 1)}: unreadable header: {exc}"
+            return
         if not any(c.strip() for c in row):
             continue  # blank lines before the header
         header = _header_map(row)
         if "waybill" not in header or not ({"town", "sort_code", "address"} & set(header)):
+            shown = ", ".join(repr(_clip(c)) for c in row[:12]) + (", ..." if len(row) > 12 else "")
             report.error = (f"line {reader.line_num}: header must name a waybill column (waybill/运单号) and a "
                             f"town (town/目的地/乡镇), sort code (sort_code/三段码) or address (address/地址) "
-                            f"column, got {row!r}")
+                            f"column, got {shown}")
             return
         ncols = len(row)
         break
@@ -232,12 +259,35 @@ def _simple_chunks(f, line: int, header: dict[str, int], need: int, ncols: int, 
             fields = text.replace(",", "\n").split("\n")
             batch = _simple_columns(fields[wi::ncols], fields[ti::ncols])
         if batch is None:
-            batch = _checked_rows(list(csv.reader(text.splitlines(keepends=True))), line, header, need, ncols,
+            batch = _checked_rows(_plain_records(text.splitlines(keepends=True)), line, header, need, ncols,
                                   True, report)
         flush(batch)
         line += n
         if progress:
             progress(pos(), size, report.imported)
+
+
+class _Unreadable(list):
+    """A line the csv module refused (a field past its size limit): a bad row in its place."""
+
+    def __init__(self, problem: str):
+        super().__init__()
+        self.problem = problem
+
+
+def _plain_records(lines: list[str]) -> list[list[str]]:
+    """The records of lines without quotes (one line, one record); a line the csv module refuses
+    is an _Unreadable in its place, so that the lines after it keep their numbers."""
+    try:
+        return list(csv.reader(lines))
+    except csv.Error:
+        out: list[list[str]] = []
+        for one in lines:
+            try:
+                out.extend(csv.reader([one]))
+            except csv.Error as exc:
+                out.append(_Unreadable(f"unreadable CSV: {exc}"))
+        return out
 
 
 def _checked_rows(rows: list[list[str]], first: int, header: dict[str, int], need: int, ncols: int,
@@ -249,6 +299,9 @@ def _checked_rows(rows: list[list[str]], first: int, header: dict[str, int], nee
     for row in rows:
         n = line
         line += 1 + sum(c.count("\n") for c in row)
+        if isinstance(row, _Unreadable):
+            report.bad(n, row.problem)
+            continue
         if not any(c.strip() for c in row):
             continue  # blank line
         if len(row) <= need:
@@ -277,7 +330,7 @@ def import_json(m, path: str | Path,
             if head.startswith(b"{") and b"\n{" in fb.read(1 << 20).lstrip(b"\xef\xbb\xbf").rstrip():
                 fb.seek(0)
                 encoding = detect_encoding(path)
-                with io.TextIOWrapper(fb, encoding=encoding, errors="replace") as f:
+                with io.TextIOWrapper(fb, encoding=encoding, errors="surrogateescape") as f:
                     _import_records(m, _json_lines(f, report), report, lambda: fb.tell(), size, progress)
             else:
                 fb.seek(0)
@@ -286,6 +339,12 @@ def import_json(m, path: str | Path,
                     data = json.loads(text)
                 except json.JSONDecodeError as exc:
                     report.error = f"line {exc.lineno}: not JSON: {exc.msg}"
+                    return report
+                except RecursionError:    # the parser's own limit (~1000 levels; advice has 2)
+                    report.error = "JSON nested too deeply (advice is an array of flat objects)"
+                    return report
+                except ValueError as exc:  # e.g. an integer past Python's digit limit
+                    report.error = f"not usable JSON: {_clip(str(exc), 120)}"
                     return report
                 import_records(m, data, report)
     except OSError as exc:
@@ -355,6 +414,11 @@ class _BatchWriter:
         self.m._db.execute("PRAGMA wal_autocheckpoint = 20000")
         self.pending: list[list] = []
         self.n = 0
+        self.written = 0                 # distinct waybills written
+        # new and updated waybills are told apart by the count of rows before and after (one scan
+        # each; per row it would cost a lookup). Another writer at the same time (the real-time
+        # lookup) can make a few updated ones count as new
+        self.before = manifest.count()
 
     def __call__(self, batch: list) -> None:
         # batches are gathered into transactions of WRITE_ROWS: in a big table nearly every leaf
@@ -372,14 +436,26 @@ class _BatchWriter:
         rows = self.pending[0] if len(self.pending) == 1 else list(itertools.chain.from_iterable(self.pending))
         self.pending, self.n = [], 0
         if rows:
+            # the same waybill twice in the file: the later row is the advice (dict keeps the last
+            # value of a key and its first position; C speed)
+            last = dict(zip(map(_KEY0, rows), rows))
+            if len(last) < len(rows):
+                self.report.duplicate_in_file += len(rows) - len(last)
+                rows = list(last.values())
             rows.sort(key=_KEY0)
-            self.report.imported += self.m.upsert(rows)
+            n = self.m.upsert(rows)
+            self.written += n
+            self.report.imported += n    # for the progress bar; split into new / updated at close
 
     def close(self) -> None:
         try:
             self._write()
         finally:
             self.pending = []
+        if self.written:
+            new = min(self.written, max(0, self.m.count() - self.before))
+            self.report.imported += new - self.written
+            self.report.updated += self.written - new
         self.m._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         self.m._db.execute("PRAGMA wal_autocheckpoint = 1000")
 
@@ -408,7 +484,7 @@ def _simple_columns(wcol: list[str], tcol: list[str]) -> list[tuple[str, str]] |
     if min(map(len, tcol)) == 0 or max(map(len, tcol)) > MAX_TOWN or list(map(str.strip, tcol)) != tcol:
         return None
     tj = "\n".join(tcol)
-    if "\ufffd" in tj or tj.count("\n") != len(tcol) - 1:
+    if "\ufffd" in tj or LONE_SURROGATE.search(tj) or tj.count("\n") != len(tcol) - 1:
         return None
     wl = wj.split("\n")
     if len(wl) != len(tcol):
@@ -457,3 +533,13 @@ def _json_lines(f, report: ImportReport) -> Iterator[tuple[int, Any]]:
             yield n, json.loads(line)
         except json.JSONDecodeError as exc:
             report.bad(n, f"not JSON: {exc.msg}")
+        except RecursionError:
+            report.bad(n, "JSON nested too deeply")
+        except ValueError as exc:
+            report.bad(n, f"not usable JSON: {_clip(str(exc), 120)}")
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    """A client's text as a message may quote it: short, and printable."""
+    t = text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+    return t.encode("utf-8", "backslashreplace").decode("utf-8")

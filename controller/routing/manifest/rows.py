@@ -21,6 +21,9 @@ CARRIER_RE = re.compile(r"[A-Z][A-Z0-9_]{1,15}")
 # 三段码: 1-4 segments of letters/digits, separated by '-' or spaces: 571-W30 02, 576-A12-03
 SORT_CODE_RE = re.compile(r"[A-Z0-9]{1,8}(?:[-\s]+[A-Z0-9]{1,8}){0,3}")
 _SEG_SPLIT = re.compile(r"[-\s]+")
+# bytes a file's encoding could not decode, kept by the importer as lone surrogates (surrogateescape),
+# and lone surrogates a JSON text spelled as \udXXX: neither is text that can be stored
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # a whole batch of (upper-cased) waybills joined by newlines, checked in one C call
 WAYBILL_LINES_RE = re.compile(r"(?:[A-Z0-9]{6,40}\n)*[A-Z0-9]{6,40}")
 
@@ -103,6 +106,8 @@ def validate_row(get: Callable[[str], Any]) -> tuple[tuple | None, str | None]:
     `get(column)` returns the raw value or None."""
     wb = get("waybill")
     waybill = normalise_waybill(str(wb)) if wb is not None else ""
+    if LONE_SURROGATE.search(waybill):
+        return None, "waybill has bytes that do not decode in the file's encoding"
     if not waybill:
         return None, "empty waybill"
     if not WAYBILL_RE.fullmatch(waybill):
@@ -119,6 +124,8 @@ def validate_row(get: Callable[[str], Any]) -> tuple[tuple | None, str | None]:
             raise ValueError(f"{col} longer than {limit} characters")
         if "\ufffd" in v:
             raise ValueError(f"{col} has characters that are neither UTF-8 nor GBK")
+        if LONE_SURROGATE.search(v):
+            raise ValueError(f"{col} has bytes that do not decode in the file's encoding")
         return v
 
     try:
