@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.tables import pct, table  # noqa: E402
+from bench.tables import one_core, pct, table  # noqa: E402
 
 REALPHOTOS = ROOT.parent / "shared" / "realphotos"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".pgm"}
@@ -320,11 +320,7 @@ def main() -> None:
     ap.add_argument("--list", action="store_true", help="list the images each decoder missed")
     ap.add_argument("--per", type=int, default=4, help="made codes per format")
     a = ap.parse_args()
-    cv2.setNumThreads(1)
-    try:
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})  # one core
-    except (AttributeError, OSError):
-        pass
+    one_core()
     print(f"\n# real-image benchmarks ({os.cpu_count()} cores, measured on one; {time.strftime('%Y-%m-%d %H:%M')})")
     real = load_realphotos()
     if "real" in a.which:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -19,3 +20,13 @@ def table(title: str, header: list[str], rows: list[list]) -> None:
     for r in rows:
         print("| " + " | ".join(f"{c}".ljust(w) for c, w in zip(r, widths)) + " |")
     sys.stdout.flush()
+
+
+def one_core() -> None:
+    """Measure on one core, as a camera worker decodes: single-threaded OpenCV, pinned to the last core."""
+    import cv2
+    cv2.setNumThreads(1)
+    try:
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
+    except (AttributeError, OSError):
+        pass

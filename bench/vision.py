@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.tables import pct, table  # noqa: E402
+from bench.tables import one_core, pct, table  # noqa: E402
 
 from sorter.plc.sim.waybills import CARRIER_CODES, make_ean13, make_waybill  # noqa: E402
 from sorter.vision.decode import SYMBOLOGIES, decode  # noqa: E402
@@ -318,11 +318,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=30)
     ap.add_argument("--seconds", type=float, default=10)
     a = ap.parse_args()
-    cv2.setNumThreads(1)
-    try:
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})  # one core
-    except (AttributeError, OSError):
-        pass
+    one_core()
     print(f"\n# vision benchmarks ({os.cpu_count()} cores, measured on one; {time.strftime('%Y-%m-%d %H:%M')})")
     if "classes" in a.which:
         bench_classes(a.n)

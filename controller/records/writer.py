@@ -161,6 +161,13 @@ class RecordWriter:
                 log.error("record database write failed (%d records kept, retrying): %s",
                           len(self._pending), self.last_error)
                 if conn is not None:
+                    if "full" in str(exc):
+                        # the WAL holds every commit since its last checkpoint (up to ~4 MB): moved
+                        # into the database and truncated, it gives that space back for the retry
+                        try:
+                            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                        except sqlite3.Error:
+                            pass
                     try:
                         conn.close()
                     except sqlite3.Error:

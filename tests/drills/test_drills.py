@@ -26,6 +26,7 @@ from sorter.controller.records.journal import RESTARTED
 from sorter.controller.routing.manifest import Manifest
 from tests.conftest import write_line_config
 from tests.plc_helpers import RawModbusTcp
+from tests.test_processes import wait_for as wait
 
 
 def line(tmp_path: Path, **overrides):
@@ -71,14 +72,6 @@ def contiguous(rows: list[dict]) -> list[int]:
     return sorted(set(range(1, ids[-1] + 1)) - set(ids)) if ids else []
 
 
-def wait(pred, timeout: float, what: str):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # --------------------------------------------------------------------------- in-process drills
@@ -245,10 +238,10 @@ def test_the_plc_link_cut_and_restored_20_times_sends_nothing_astray(tmp_path):
 # --------------------------------------------------------------------------- a full disk
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 3 MB tmpfs for the records: a disk that fills up (needs root; skipped elsewhere)."""
+    """An 8 MB tmpfs for the records: a disk that fills up (needs root; skipped elsewhere)."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.strip() or r.returncode}): needs root")
     try:
