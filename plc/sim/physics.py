@@ -13,11 +13,10 @@ Two clocks (belt_clock.RunClock) make the line stop and start like a real one:
   so parcels waiting on the infeed keep their planned spacing and enter late by the time induction
   was off. Without a stop both clocks are the old constant-speed formulas, bit for bit.
 The PLC's watchdog, when it trips, holds back the parcels due while it is tripped for good (`held`):
-they never enter and nothing behind them moves. It does not stop the infeed clock because the camera
-frame process (frames.py, belt_frames.py) draws each parcel where the plan and nothing else puts
-it: parcels arriving late would carry their labels past the cameras at the wrong moments. The
-same holds for the infeed and belt stops in a real-time `sorter sim` until that process follows
-these clocks; the virtual line's cameras already do (tests/virtual_line.py).
+they never enter and nothing behind them moves (kept as it was when the cameras followed only the
+plan; the camera frame process now follows both clocks, clock_feed.py, so it could become an
+ordinary infeed stop). People may also lift a parcel off the belt (`take_off`: it lands nowhere,
+OFF_BELT) or put one on past the induct eye (`put_on`: no photo-eye counted it).
 Every time a parcel meets next (a diverter, the end of the belt, its tail clearing the induct eye)
 is cached, and recomputed only when the belt stops or starts: a poll costs a comparison a parcel.
 """
