@@ -19,4 +19,4 @@ bench:
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var config/var

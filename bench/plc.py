@@ -45,8 +45,8 @@ SIGNALS = [f"D{i}_left" for i in range(1, 9)]
 def load_cfg(tmp: Path):
     from sorter.controller.config.load import load_config
     text = (ROOT / "config/wenling-line1.yaml").read_text(encoding="utf-8")
-    text = text.replace("manifest: ../var/manifest.db", f"manifest: {tmp / 'manifest.db'}")
-    text = text.replace("database: ../var/records.db", f"database: {tmp / 'records.db'}")
+    text = text.replace("manifest: manifest.db", f"manifest: {tmp / 'manifest.db'}")
+    text = text.replace("database: records.db", f"database: {tmp / 'records.db'}")
     for f in (ROOT / "config").glob("*.yaml"):
         if f.name != "wenling-line1.yaml":
             shutil.copy(f, tmp / f.name)

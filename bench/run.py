@@ -5,6 +5,7 @@ absolute numbers: these machines are shared and noisy).
     python bench/run.py decode routing  # some
     python bench/run.py realphotos      # real images per family (../shared/realphotos), made codes
     python bench/run.py sim --parcels 1200 --rate 12000
+    python bench/run.py manifest --rows 500000   # manifest import vs bare csv+executemany (bench/manifest.py)
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def bench_sim(parcels: int, rate: float) -> None:
     print("\noutcomes: " + ", ".join(f"{k} {v}" for k, v in o.items() if v))
 
 
-ALL = ["decode", "routing", "tracking", "sim", "vision", "realphotos", "plc"]
+ALL = ["decode", "routing", "tracking", "sim", "vision", "realphotos", "plc", "manifest"]
 
 
 def main() -> None:
@@ -168,10 +169,12 @@ def main() -> None:
     if "sim" in args.which:
         bench_sim(args.parcels, args.rate)
     # each area's own benchmark script (bench/<area>.py), run as it is
-    for area in ("vision", "realphotos", "routing", "plc"):
+    for area in ("vision", "realphotos", "routing", "plc", "manifest"):
         script = ROOT / "bench" / f"{area}.py"
+        # the manifest import on --rows (bench/manifest.py alone: 5,000,000)
+        extra = ["--rows", str(args.rows)] if area == "manifest" else []
         if area in args.which and script.exists() or (args.which == ALL and script.exists()):
-            subprocess.run([sys.executable, str(script)], cwd=ROOT, check=False)
+            subprocess.run([sys.executable, str(script), *extra], cwd=ROOT, check=False)
 
 
 if __name__ == "__main__":

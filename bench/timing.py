@@ -4,6 +4,7 @@ CPU each process used, sampled from /proc over the measured window (utime + stim
 
     python bench/timing.py                    # idle, 10,000 and 20,000 parcels/h
     python bench/timing.py --parcels 300      # shorter runs
+    python bench/timing.py --idle-only        # the two idle rows only
 
 The idle row is this run's baseline: what each process costs with nothing on the belt. Targets
 (issue 11): fire timing p99 <= 1 ms and p99.9 <= 10 ms at 20,000 p/h; the timing process <= 25 %
@@ -43,7 +44,7 @@ def processes(h) -> dict[str, int]:
 
 
 def measure(label: str, rate_pph: float, parcels: int, speed_mps: float, length: tuple[int, int],
-            window_s: float | None = None) -> dict:
+            window_s: float | None = None, **overrides) -> dict:
     from sorter.controller.config.load import load_config
     from sorter.controller.harness import SimHarness
     from sorter.controller.routing.manifest import Manifest
@@ -52,7 +53,7 @@ def measure(label: str, rate_pph: float, parcels: int, speed_mps: float, length:
     with tempfile.TemporaryDirectory() as tmp:
         path = write_line_config(Path(tmp), overrides={"sim.rate_pph": max(rate_pph, 1000),
                                                        "line.belt_speed_mps": speed_mps,
-                                                       "sim.length_mm": list(length)})
+                                                       "sim.length_mm": list(length), **overrides})
         cfg = load_config(path)
         Manifest(cfg.routing.manifest).close()
         h = SimHarness(cfg, parcels=parcels, seed=11)
@@ -84,16 +85,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parcels", type=int, default=1000)
     ap.add_argument("--idle-s", type=float, default=30)
+    ap.add_argument("--idle-only", action="store_true", help="only the idle rows (idle_poll_hz off and on)")
     args = ap.parse_args()
-    runs = [measure("idle belt (baseline)", 0, 1, 2.0, (150, 600), args.idle_s),
-            measure("10,000 p/h, 2.0 m/s, 150-600 mm", 10_000, args.parcels, 2.0, (150, 600)),
-            measure("20,000 p/h, 2.5 m/s, 150-300 mm", 20_000, args.parcels, 2.5, (150, 300))]
+    runs = [measure("idle belt, polled at poll_hz (baseline)", 0, 1, 2.0, (150, 600), args.idle_s,
+                    **{"plc.idle_poll_hz": None}),
+            measure("idle belt, idle_poll_hz as configured", 0, 1, 2.0, (150, 600), args.idle_s),
+            ]
+    if not args.idle_only:
+        runs += [measure("10,000 p/h, 2.0 m/s, 150-600 mm", 10_000, args.parcels, 2.0, (150, 600)),
+                 measure("20,000 p/h, 2.5 m/s, 150-300 mm", 20_000, args.parcels, 2.5, (150, 300))]
     names = list(runs[0]["cpu"])
     table(f"CPU per process, share of one core (sampled from /proc over the run; {os.cpu_count()} cores)",
           ["run", "window s", *names],
           [[r["label"], f"{r['wall']:.0f}", *(f"{100 * r['cpu'].get(n, 0):.1f} %" for n in names)] for r in runs])
     rows = []
-    for r in runs[1:]:
+    for r in runs[2:]:
         t, fe = r["fe_truth"], r["fe_est"]
         rows.append([r["label"], r["inducted"], r["records"], r["wrong"],
                      *(f"{t[k]:.3f}" if k in t else "-" for k in ("p50", "p99", "p999", "max")),

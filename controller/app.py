@@ -6,10 +6,12 @@
     simulated cameras   (sim only) the camera frame server, in its own process
     records             the SQLite store and its writer thread
     routing             the route table (watched on disk), the real-time waybill lookup
+    retention           the nightly purge of old rows (records/retention.py)
     timing process      reads the I/O, tracks parcels, fires diverters
     camera workers      one process per camera
     supervisor          restarts a dead child, reloads changed route files, rebuilds the snapshot
     API                 the HTTP API and the status page
+    systemd notify      READY=1, STATUS=, WATCHDOG=1 fed by the timing loop (service/watchdog.py)
 
 A part that fails to start stops the ones before it, in reverse. Signals are handled in one place,
 `App.serve()`: SIGTERM and SIGINT stop the line, SIGHUP reloads the routing files. Every child
@@ -184,7 +186,9 @@ class App:
         parts += [
             Part("service", self._make_service, lambda: None),
             Part("records", lambda: svc().open_records(), lambda: svc().close_records()),
+            *self._site_parts(),  # (a site's: site database, MQTT, uploads; none unless configured)
             Part("routing", lambda: svc().open_routing(), lambda: svc().close_routing()),
+            Part("retention", self._start_retention, lambda: svc().retention.stop()),
             Part("timing process", lambda: svc().start_timing(), lambda: svc().stop_timing()),
             Part("camera workers", lambda: svc().start_cameras(), lambda: svc().stop_cameras()),
             # stopped before the cameras: the parcels in flight are still read while they drain
@@ -193,7 +197,56 @@ class App:
         ]
         if self.api_addr is not None:
             parts.append(Part("API", self._start_api, lambda: self.api.stop()))
+        # last: READY=1 means every part is up; stopped first, so STOPPING=1 comes before the drain
+        parts.append(Part("systemd notify", self._start_notify, lambda: self.notify.stop()))
         return parts
+
+    def _start_retention(self) -> None:
+        """Old records, journal rows, uploads and manifest rows purged nightly, in small batches."""
+        from sorter.controller.records.retention import Retention, RetentionThread
+        cfg = self.cfg
+        self.svc.retention = RetentionThread(Retention(cfg.records.database, cfg.routing.manifest, cfg.retention))
+        self.svc.retention.start()
+
+    def _start_notify(self) -> None:
+        from sorter.controller.service.watchdog import SystemdFeeder
+        self.notify = SystemdFeeder(self.svc)
+        self.notify.start()
+
+    def _site_parts(self) -> list[Part]:
+        """The site's parts, each off unless its `site:` key is set. Started after the records (they
+        read the records database) and stopped before it, after the timing process: the last
+        records of a run are written first, then forwarded, published and queued for upload."""
+        site = self.cfg.site
+        if site is None:
+            return []
+        from sorter.controller.records.site_sync import SiteForwarder
+        from sorter.controller.service.mqtt import MqttPublisher
+        from sorter.controller.service.uploads import Uploads
+        makers = []
+        if site.database is not None:
+            makers.append(("site_db", "site database", lambda: SiteForwarder.from_config(self.cfg)))
+        if site.mqtt is not None:
+            makers.append(("mqtt", "MQTT", lambda: MqttPublisher.from_config(self.cfg, self.svc.status)))
+        if site.uploads:
+            makers.append(("uploads", "uploads", lambda: Uploads.from_config(self.cfg)))
+        return [self._site_part(*m) for m in makers]
+
+    def _site_part(self, key: str, name: str, make: Callable[[], object]) -> Part:
+        def start() -> None:
+            try:
+                part = make()
+            except ValueError as exc:  # a missing secret: named by its config key
+                raise StartError(str(exc)) from None
+            part.start()
+            self.svc.site_parts[key] = part
+
+        def stop() -> None:
+            part = self.svc.site_parts.pop(key, None)
+            if part is not None:
+                self.svc.writer.flush(5)  # the run's last records are in the file before the last pass
+                part.stop()
+        return Part(name, start, stop)
 
     def _make_service(self) -> None:
         sim = self.sim

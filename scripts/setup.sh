@@ -24,7 +24,26 @@ if [ "${1:-}" = test ]; then
   command -v chromium >/dev/null || command -v chromium-browser >/dev/null || apt_install chromium || \
     echo "setup: no chromium; the browser test will be skipped" >&2
 fi
+# the site tests' real servers: PostgreSQL and Mosquitto (tests/servers.py starts instances of its own)
+if [ "${1:-}" = test ]; then
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_install postgresql || \
+    echo "setup: no PostgreSQL server; the site database tests will be skipped" >&2
+  command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || apt_install mosquitto || \
+    echo "setup: no mosquitto; the MQTT tests will be skipped" >&2
+fi
 
+# systemd's tools, for the unit's test (`systemd-analyze verify systemd/sorter.service`)
+if [ "${1:-}" = test ]; then
+  command -v systemd-analyze >/dev/null || apt_install systemd || \
+    echo "setup: no systemd-analyze; the unit file test will be skipped" >&2
+fi
+
+stamp="$VENV/.installed"
+# a virtualenv copied from another folder (cp -r of a clone) runs that folder's code: start afresh
+if [ -f "$stamp" ] && [ -s "$stamp" ] && [ "$(cat "$stamp")" != "$PWD" ]; then
+  echo "setup: $VENV was made for $(cat "$stamp"), not $PWD: making a new one"
+  rm -rf "$VENV"
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
     echo "setup: installing python3-venv"
@@ -32,9 +51,13 @@ if [ ! -x "$VENV/bin/python" ]; then
     rm -rf "$VENV"; "$PYTHON" -m venv "$VENV"
   fi
 fi
-stamp="$VENV/.installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e '.[test]'
-  touch "$stamp"
+# the versions tested (constraints.txt); SORTER_WHEELS=/path installs from a folder of wheels
+# without the internet (README: "A line PC without internet")
+pip_opts=()
+[ -f constraints.txt ] && pip_opts+=(--constraint constraints.txt)
+[ -n "${SORTER_WHEELS:-}" ] && pip_opts+=(--no-index --find-links "$SORTER_WHEELS")
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
+  [ -n "${SORTER_WHEELS:-}" ] || "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q "${pip_opts[@]}" -e '.[test]'
+  echo "$PWD" > "$stamp"
 fi

@@ -48,6 +48,18 @@ class ResetLine(NamedTuple):
     who: str = ""
 
 
+class SetTestMode(NamedTuple):
+    """A technician switches a commissioning test mode from the page: off, round_robin, fixed."""
+    mode: str
+    chute: str | None = None
+    who: str = ""
+
+
+class SilenceBuzzer(NamedTuple):
+    """A person acknowledged the alarms: the tower's buzzer stops until the tower turns red again."""
+    who: str = ""
+
+
 class Stop(NamedTuple):
     """Go to the safe state and end (the process, or the simulated line's run). `drain_s`: first stop
     induction and let the parcels in flight finish, for at most this long."""
@@ -122,6 +134,12 @@ class ParcelWindow(NamedTuple):
     parcel_id: int
     lo_mono: float
     hi_mono: float
+
+
+class SetCameraProperties(NamedTuple):
+    """Commissioning (the technician page): ask the camera for these properties now (exposure, gain,
+    focus, width, height ...); what it accepted comes back in its health's ``properties``."""
+    properties: dict
 
 
 class KeepFrames(NamedTuple):

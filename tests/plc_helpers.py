@@ -144,8 +144,8 @@ def line_config(tmp_path: Path, failsafe: bool = True, latch: bool = True, hb_ms
     text = "\n".join(l for l in text.split("\n")
                      if not l.lstrip().startswith(("latch_", "latch:", "# the counter module latches",
                                                    "# use the latched counts") + FAILSAFE_LINES))
-    text = text.replace("manifest: ../var/manifest.db", f"manifest: {tmp_path / 'manifest.db'}")
-    text = text.replace("database: ../var/records.db", f"database: {tmp_path / 'records.db'}")
+    text = text.replace("manifest: manifest.db", f"manifest: {tmp_path / 'manifest.db'}")
+    text = text.replace("database: records.db", f"database: {tmp_path / 'records.db'}")
     text = text.replace("modbus_port: 1502", "modbus_port: 0")
     for name in os.listdir(ROOT / "config"):
         if name.endswith(".yaml") and "line" not in name:

@@ -251,13 +251,14 @@ def test_metrics(client):
     r = client.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     text = r.text
-    assert 'parcels_total{outcome="sorted"} 1234.0' in text
-    assert 'parcels_total{outcome="gap_too_small"} 0.0' in text
-    assert 'fire_error_ms{quantile="0.99"} 1.31' in text
-    assert "throughput_pph 5812.4" in text
-    assert 'plc_connected{url="tcp://127.0.0.1:1502"} 1.0' in text
-    assert 'camera_alive{camera="top"} 1.0' in text and 'camera_alive{camera="side"} 0.0' in text
-    assert 'line_state{state="running"} 1.0' in text
+    # Prometheus's conventions (api/metrics.py; more in tests/test_metrics.py)
+    assert 'sorter_parcels_total{outcome="sorted"} 1234.0' in text
+    assert 'sorter_parcels_total{outcome="gap_too_small"} 0.0' in text
+    assert 'sorter_fire_error_recent_seconds{quantile="0.99"} 0.00131' in text
+    assert "sorter_throughput_parcels_per_hour 5812.4" in text
+    assert 'sorter_plc_connected{url="tcp://127.0.0.1:1502"} 1.0' in text
+    assert 'sorter_camera_up{camera="top"} 1.0' in text and 'sorter_camera_up{camera="side"} 0.0' in text
+    assert 'sorter_line_state{sorter_line_state="running"} 1.0' in text
 
 
 def test_page_served(client):

@@ -23,7 +23,7 @@ from sorter.controller.config.reference import REGENERATE, json_schema, markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "config" / "README.md"
-SECTIONS = {"line", "plc", "io", "cameras", "routing", "records", "api", "sim"}
+SECTIONS = {"line", "plc", "io", "cameras", "routing", "records", "api", "sim", "site", "data_dir", "retention"}
 
 
 def cli(*argv: str) -> int:

@@ -32,11 +32,14 @@ EXAMPLE = "config/wenling-line1.yaml"
 RUN = [
     ("check-config",), ("routes", "check"), ("routes", "test"), ("manifest", "import"), ("manifest", "show"),
     ("decode",), ("config-schema",), ("config-docs",), ("export",),
-    ("calibrate", "target"), ("calibrate", "points"), ("calibrate", "check"),
+    ("calibrate", "target"), ("calibrate", "points"), ("calibrate", "check"), ("calibrate", "card"),
+    ("user",),
 ]
 
 # README commands (as shlex.join gives them, comments dropped) that are not run here, and why
 SKIP = {
+    "sorter user add wang.li --role supervisor --config line.yaml": "asks for the password on a terminal "
+                                                                     "(tests/test_auth.py gives it on stdin)",
     "sorter sim --parcels 600 --rate 12000 --seed 1 --json":
         "600 parcels take minutes on the fixed ports of the example (Modbus 1502): tests/test_sim_e2e.py "
         "runs short simulations",
@@ -47,8 +50,17 @@ SKIP = {
     "sorter plc pulse --config line.yaml --diverter D3 --side left --ms 300": "fires a real diverter",
     "sorter run --config line.yaml --test-mode fixed:C05": "runs the real line until stopped",
     "sorter run --config line.yaml --test-mode round-robin": "runs the real line until stopped",
-    "sorter calibrate chessboard top --config line.yaml --grab --chessboard 9x6 --square-mm 25 --downstream right":
+    "sorter calibrate chessboard top --config line.yaml --grab --chessboard 9x6 --square-mm 20 --downstream right":
         "grabs a frame of the target from the camera",
+    "sorter calibrate from-card top --config line.yaml --image frames/top-0001.png --downstream right":
+        "needs a camera's frame of the printed card (tests/test_calibrate.py renders one)",
+    "sorter calibrate report top --config line.yaml --images frames/ --output report/ --exposure-ms 0.1":
+        "needs the camera's frames (tests/test_calibrate.py makes a folder and a video)",
+    "sorter calibrate latency top --config line.yaml --induct --parcels 10 --save":
+        "needs the line's I/O and a camera with parcels passing",
+    "sorter calibrate timing --config line.yaml --url http://127.0.0.1:8080": "needs a running line",
+    "sorter calibrate timing --config line.yaml --url http://127.0.0.1:8080 --accept":
+        "needs a running line (tests/test_calibrate_timing.py runs it against the simulated line's offsets)",
 }
 
 # subcommands that read a line config with --config (check-config also takes it as its argument)
@@ -97,8 +109,8 @@ def workspace(tmp_path: Path) -> Path:
     data = yaml.safe_load((tmp_path / EXAMPLE).read_text(encoding="utf-8"))
     for key in ("routes", "towns", "carriers"):
         data["routing"][key] = f"config/{data['routing'][key]}"
-    data["routing"]["manifest"] = "var/manifest.db"
-    data["records"]["database"] = "var/records.db"
+    data["routing"]["manifest"] = "manifest.db"   # in its data_dir: var/ beside line.yaml
+    data["records"]["database"] = "records.db"
     (tmp_path / "line.yaml").write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return tmp_path
 
@@ -165,4 +177,4 @@ def test_readme_commands_work_in_a_fresh_clone(workspace: Path):
     assert ran >= 10
     assert not failures, "README commands that do not work in a fresh clone:\n" + "\n".join(failures)
     # nothing was written outside the workspace: the repository's own var/ is not the one used
-    assert (workspace / "var" / "manifest.db").exists() and (workspace / "calibration" / "top.json").exists()
+    assert (workspace / "var" / "manifest.db").exists() and (workspace / "var" / "calibration" / "top.json").exists()

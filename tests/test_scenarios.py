@@ -11,7 +11,7 @@ recorded inputs. A scenario file holds:
     expect: {...}                                          # below
     xfail: why                                             # a known defect: must fail (strict)
 
-Events: link_down_s, link_drop_quietly_s, no_answer (+ applied), refuse (+ for_s), stall_ms, chute_full (+ for_s),
+Events: link_down_s, link_drop_quietly_s, slow_link_ms (one way, + for_s), no_answer (+ applied), refuse (+ for_s), stall_ms, chute_full (+ for_s),
 disable_chute, enable_chute, pause (true/false), estop_s, reset (the e-stop reset from the page/API),
 force ({signal: value} + for_s), take_off (a parcel index lifted off the belt by hand),
 put_on ({at_mm:, length_mm:}: a parcel put on by hand after the induct eye),
@@ -19,8 +19,8 @@ jam (a diverter output that no longer acts, + for_s).
 
 Expect, all optional: outcomes ({outcome: N or {min:, max:}} over all records); as_planned (each
 parcel's outcome is its plan's: sorted, no_read, multi_read, no_route); all_sortable_sorted;
-parcels ({index: check}); groups ([{where: {...}, check...}]); loop ({loop attribute or tracker
-counter: N}); alarms_seen, alarms_not_seen, alarms_at_end; coils ([{signal, between: [from_s,
+parcels ({index: check}); groups ([{where: {...}, check...}]); loop ({loop attribute, link pace
+attribute (controller/timing/link_pace.py) or tracker counter: N}); alarms_seen, alarms_not_seen, alarms_at_end; coils ([{signal, between: [from_s,
 to_s], value}]: the output as the device had it); read_back ([signal]); fire_error_ms_max.
 A check: outcome (one or a list), reason (a part of it), chute (the record's), landed (where the
 physics put it), count, outcomes, as_planned. where: index (n, [...] or "a-b"), town, expected
@@ -45,7 +45,7 @@ from tests.virtual_line import ListPlan, ParcelTruth, Run, VirtualLine, check_in
 HERE = Path(__file__).parent / "scenarios"
 TOP_KEYS = {"description", "base", "config", "parcels", "run", "events", "expect", "xfail"}
 RUN_KEYS = {"decode_latency_ms", "rtt_ms", "reads", "cameras_report", "start_s", "idle_every_ms"}
-EVENT_KEYS = {"at_s", "link_down_s", "link_drop_quietly_s", "no_answer", "applied", "refuse", "for_s", "stall_ms", "chute_full",
+EVENT_KEYS = {"at_s", "link_down_s", "link_drop_quietly_s", "slow_link_ms", "no_answer", "applied", "refuse", "for_s", "stall_ms", "chute_full",
               "disable_chute", "enable_chute", "pause", "estop_s", "reset", "force", "jam", "take_off", "put_on"}
 EXPECT_KEYS = {"outcomes", "as_planned", "all_sortable_sorted", "parcels", "groups", "loop", "alarms_seen",
                "alarms_not_seen", "alarms_at_end", "coils", "read_back", "fire_error_ms_max"}
@@ -112,6 +112,10 @@ def apply_event(line: VirtualLine, ev: dict) -> None:
         io.link_down(float(ev["link_down_s"]))
     if "link_drop_quietly_s" in ev:
         io.drop_quietly(float(ev["link_drop_quietly_s"]))
+    if "slow_link_ms" in ev:
+        if for_s is None:
+            raise ScenarioError("slow_link_ms: say for how long (for_s)")
+        io.slow(float(ev["slow_link_ms"]) / 1000, float(for_s))
     if "no_answer" in ev:
         io.no_answer[ev["no_answer"]] = bool(ev.get("applied", True))
     if "refuse" in ev:
@@ -243,7 +247,9 @@ def check(spec: dict, run: Run) -> None:
     for k, g in enumerate(e.get("groups") or []):
         check_parcels(f"expect.groups.{k} {g.get('where')}", select(run, g.get("where") or {}), g)
     for name, n in (e.get("loop") or {}).items():
-        got = getattr(run.loop, name) if hasattr(run.loop, name) else run.tracker.counters.get(name, 0)
+        pace = getattr(run.loop, "pace", None)
+        got = (getattr(run.loop, name) if hasattr(run.loop, name) else getattr(pace, name) if hasattr(pace, name)
+               else run.tracker.counters.get(name, 0))
         assert count_ok(n, got), f"loop {name} = {got}, expected {n}"
     for a in e.get("alarms_seen") or []:
         assert a in run.alarms_seen, f"alarm {a} never raised (seen: {sorted(run.alarms_seen)})"

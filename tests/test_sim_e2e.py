@@ -23,8 +23,8 @@ from tests.conftest import ROOT
 
 def sim_config(tmp_path: Path) -> Path:
     text = (ROOT / "config/wenling-line1.yaml").read_text(encoding="utf-8")
-    text = text.replace("manifest: ../var/manifest.db", f"manifest: {tmp_path / 'manifest.db'}")
-    text = text.replace("database: ../var/records.db", f"database: {tmp_path / 'records.db'}")
+    text = text.replace("manifest: manifest.db", f"manifest: {tmp_path / 'manifest.db'}")
+    text = text.replace("database: records.db", f"database: {tmp_path / 'records.db'}")
     text = text.replace("modbus_port: 1502", "modbus_port: 0")
     for name in ("wenling-routes.yaml", "towns.yaml", "carriers.yaml"):
         (tmp_path / name).write_text((ROOT / "config" / name).read_text(encoding="utf-8"), encoding="utf-8")

@@ -248,12 +248,12 @@ def test_frame_stream_is_in_capture_order_and_heartbeats_never_run_ahead():
 
 def e2e_config(tmp: Path) -> Path:
     text = (ROOT / "config/wenling-line1.yaml").read_text(encoding="utf-8")
-    text = text.replace("manifest: ../var/manifest.db", f"manifest: {tmp / 'manifest.db'}")
-    text = text.replace("database: ../var/records.db", f"database: {tmp / 'records.db'}")
+    text = text.replace("manifest: manifest.db", f"manifest: {tmp / 'manifest.db'}")
+    text = text.replace("database: records.db", f"database: {tmp / 'records.db'}")
     text = text.replace("modbus_port: 1502", "modbus_port: 0")
     text = text.replace("belt_speed_mps: 2.0", "belt_speed_mps: 1.0")
-    # nice 0: a free-running camera's decoder has real work every frame; at the default nice 10 a
-    # single busy process elsewhere on a shared 2-core machine starves it (frames dropped, no-reads)
+    # nice 0 (the default since nice 10 starved decoders on two cores): a free-running camera's
+    # decoder has real work every frame
     text = text.replace("{name: top, source: sim://top, position_mm: 1100}",
                         "{name: top, source: sim://top, position_mm: 1100, view_mm: 380, nice: 0}")
     # parcels close together: a 380 mm view often holds two; 8 frames/s at 1 m/s show each label

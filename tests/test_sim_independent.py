@@ -36,7 +36,7 @@ GOOD_RULE, BAD_RULE = f"{{town: {TOWN}, chute: {RIGHT}}}", f"{{town: {TOWN}, chu
 
 
 def config_copy(tmp: Path, broken: bool = False) -> Path:
-    """config/ copied to tmp (its databases then in tmp/var), on any free Modbus port; `broken`:
+    """config/ copied to tmp (its databases then in its data_dir, tmp/config/var), on any free Modbus port; `broken`:
     one route rule sends a town to another town's chute."""
     dst = tmp / "config"
     shutil.copytree(ROOT / "config", dst, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
@@ -71,7 +71,7 @@ def test_the_sim_advice_through_the_inbox_shows_the_broken_rule(tmp_path):
     sim = SimLine(cfg, 3, 300, plan, importer=lambda _path: inbox.poll())
     path = sim.advise(300)
     inbox.close()
-    assert path.parent.resolve() == tmp_path / "var" / "manifest-inbox" and not path.exists()
+    assert path.parent.resolve() == tmp_path / "config" / "var" / "manifest-inbox" and not path.exists()
     assert (path.parent / "done" / path.name).exists() and not list(path.parent.glob("*.part"))
     router = Router.from_config(cfg)
     wrong, right = Counter(), Counter()

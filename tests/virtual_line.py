@@ -133,6 +133,8 @@ class VirtualIO:
     - no_answer[signal] = applied: the next switch-on of `signal` gets no answer within timeout_s
       (NoAnswer); the output switched or not as `applied` says;
     - refuse: signals whose writes the device refuses (DeviceRefused);
+    - slow(one_way_s, seconds): every request and answer takes one_way_s each way for that long
+      (a congested or failing network: writes act that much after they are sent);
     - stall_s: the next request starts this much later (the process was not scheduled; what the
       pipe brings meanwhile is handled after it).
     """
@@ -155,6 +157,7 @@ class VirtualIO:
         self.refuse: set[str] = set()
         self.stall_s = 0.0
         self.quiet_drop_s: float | None = None
+        self.slow_until, self.slow_half = float("-inf"), 0.0
         self.stalled = False
         self.on_resume = None
         self.errors = self.timeouts = self.refusals = self.requests = 0
@@ -168,6 +171,12 @@ class VirtualIO:
 
     def drop_quietly(self, seconds: float) -> None:
         self.quiet_drop_s = seconds
+
+    def slow(self, one_way_s: float, seconds: float) -> None:
+        self.slow_half, self.slow_until = one_way_s, self.clock.t + seconds
+
+    def _one_way(self) -> float:
+        return self.slow_half if self.clock.t < self.slow_until else self.half
 
     # ------------------------------------------------------------------ connection
     @property
@@ -207,7 +216,7 @@ class VirtualIO:
             self.stalled = False
             if self.on_resume is not None:
                 self.on_resume()
-        clock.advance_to(clock.t + self.half)
+        clock.advance_to(clock.t + self._one_way())
         if not self._up:
             self.errors += 1
             raise LinkDown(f"{self.url}: connection lost")
@@ -216,7 +225,7 @@ class VirtualIO:
     def _answer(self, last: bool = False) -> None:
         """The answer arrives. `last`: a request that is a cycle's only one (a heartbeat, tower or
         output write), after which a quiet drop leaves nothing in that cycle to raise."""
-        self.clock.advance_to(self.clock.t + self.half)
+        self.clock.advance_to(self.clock.t + self._one_way())
         if not self._up:
             self.errors += 1
             raise LinkDown(f"{self.url}: connection lost")

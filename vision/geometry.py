@@ -109,6 +109,13 @@ class Calibration:
 
 
 def atomic_write_json(path: Path, data: dict) -> Path | None:
+    return atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def atomic_write_text(path: Path, text: str) -> Path | None:
+    """Replace ``path`` with ``text`` atomically (temp file, fsync, rename); the previous file is
+    kept as PATH.YYYYmmdd-HHMMSS.bak. Returns the backup's path."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     backup = None
     if path.exists():
@@ -120,8 +127,7 @@ def atomic_write_json(path: Path, data: dict) -> Path | None:
         shutil.copy2(path, backup)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

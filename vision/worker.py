@@ -44,7 +44,7 @@ from sorter.vision.decode import STATS as _decode_stats
 from sorter.vision.decode import ReadRules, decode
 from sorter.vision.sources import NoFrame, Reads, SourceError, open_source
 from sorter.messages import (CameraDown, CameraHealthReport, CameraIdle, CameraUp, FrameReads, KeepFrames,
-                             ParcelWindow)
+                             ParcelWindow, SetCameraProperties)
 
 log = logging.getLogger("sorter.camera")
 
@@ -78,6 +78,17 @@ def camera_main(name: str, source: str, symbologies: list[str], nice: int, out_q
     finally:
         if w.ring is not None:
             w.ring.close()
+
+
+def calibrated_latency_ms(cfg, calibration) -> float:
+    """The camera's latency: ``cameras[].latency_ms`` when the config sets it, else the one
+    `sorter calibrate latency --save` measured into its calibration file, else 0."""
+    if "latency_ms" in cfg.model_fields_set or calibration is None:
+        return float(cfg.latency_ms)
+    try:
+        return max(0.0, min(5000.0, float(calibration.meta.get("latency_ms") or 0.0)))
+    except (TypeError, ValueError):
+        return float(cfg.latency_ms)
 
 
 def remove_stale_rings(name: str) -> int:
@@ -124,6 +135,7 @@ class CameraWorker:
             from sorter.vision.geometry import Calibration, CalibrationError
             try:
                 self.calibration = Calibration.load(self.cfg.calibration)
+                self.latency_s = calibrated_latency_ms(self.cfg, self.calibration) / 1000.0
             except CalibrationError as exc:
                 self.calibration_error = str(exc)
                 log.error("calibration not used: %s", exc)
@@ -145,6 +157,9 @@ class CameraWorker:
         self.last_health = 0.0
         self.backoff = BACKOFF_MIN
         self.kind = ""
+        self.src = None
+        self._capturing = False
+        self._props_pending: dict | None = None  # for the capture thread to set between reads
 
     # ------------------------------------------------------------------------------ messaging
     def put(self, msg) -> bool:
@@ -177,6 +192,7 @@ class CameraWorker:
                 self._down(str(exc))
                 continue
             self.kind = src.kind
+            self.src = src
             try:
                 src.open()
                 self.accepted = getattr(src, "accepted", {})
@@ -245,8 +261,12 @@ class CameraWorker:
             return self._ensure_ring(h, w).alloc(h, w)
 
         def capture():
+            self._capturing = True
             try:
                 while not stop.is_set():
+                    if self._props_pending:  # set between reads: a capture is not thread-safe
+                        props, self._props_pending = self._props_pending, None
+                        self._apply_properties(props)
                     st["in_read_since"] = time.monotonic()
                     try:
                         t, _frame = src.read(alloc)
@@ -265,6 +285,7 @@ class CameraWorker:
                     self.ring.abort()
                 st["error"] = exc if isinstance(exc, SourceError) else SourceError(f"{type(exc).__name__}: {exc}")
             finally:
+                self._capturing = False
                 stop.set()
 
         th = threading.Thread(target=capture, name=f"capture-{self.name}", daemon=True)
@@ -352,10 +373,32 @@ class CameraWorker:
             paths = self.keeper.keep(str(cmd.run_id), str(cmd.parcel_id), frames)
             if paths:
                 self.last_image = paths[-1].name
+        if kind is SetCameraProperties:
+            self.set_properties(dict(cmd.properties))
         if kind is ParcelWindow:
             self.parcel_msgs = True
             n = sum(k for t, k in self.frame_log if cmd.lo_mono <= t <= cmd.hi_mono)
             self.parcels.append((n > 0, n))
+
+    def set_properties(self, props: dict) -> None:
+        """Commissioning: apply camera properties, where the source can (OpenCV cameras): by the
+        capture thread between two reads when it runs, else now. The answer (asked / set / got per
+        property) replaces ``accepted`` and goes out with the health."""
+        if self._capturing:
+            self._props_pending = {**(self._props_pending or {}), **props}
+            return
+        self._apply_properties(props)
+
+    def _apply_properties(self, props: dict) -> None:
+        src = getattr(self, "src", None)
+        apply = getattr(src, "apply_properties", None)
+        if apply is None or getattr(src, "cap", None) is None:
+            self.accepted = {**self.accepted, **{k: {"asked": v, "set": False, "got": None, "accepted": False,
+                                                     "why": f"a {self.kind or 'closed'} source has no settings"}
+                                                 for k, v in props.items()}}
+        else:
+            self.accepted = {**self.accepted, **apply(props)}
+        self.send_health(force=True)
 
     # ------------------------------------------------------------------------------ health
     def health(self) -> dict:
@@ -376,6 +419,7 @@ class CameraWorker:
             "read_rate_floor": self.cfg.read_rate_floor,
             "properties": self.accepted, "engines": self.engines,
             "calibrated": self.calibration is not None, "calibration_error": self.calibration_error,
+            "latency_ms": round(self.latency_s * 1000, 1),
             "last_image": self.last_image, "shm": self.ring.name if self.ring else "",
             "noread_lines": self.noread_lines, "rss_mb": _rss_mb(),
             # reads the decoder withheld: no second attempt agreed, or two disagreed. A count that

@@ -2,8 +2,10 @@
 
 ``create_app`` is handed its collaborators: a ``status()`` callable that returns the cached
 status snapshot (it must never block), the :class:`RecordStore` for parcel queries, and an
-optional :class:`Control` for the supervisor's actions. Reading is open on the LAN; control
-needs ``Authorization: Bearer <token>`` and is refused outright when no token is configured.
+optional :class:`Control` for the supervisor's actions. Reading is open on the LAN unless
+`auth.read` is `login`; each control endpoint needs its role (viewer < supervisor < technician),
+from a login's session cookie or a bearer token (controller/api/auth.py), is refused outright when
+neither users nor a token are configured, and is audited (controller/api/audit.py).
 """
 
 from __future__ import annotations
@@ -13,15 +15,26 @@ import logging
 import math
 import re
 from pathlib import Path
+from urllib.parse import quote
 from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from sorter.controller.api.guard import BodyLimits, install as install_guard, token_guard
+from sorter.controller.api.audit import audit_record, router as audit_router
+from sorter.controller.api.auth import (Auth, Principal, auth_router, may_read, require_supervisor,
+                                        require_technician)
+from sorter.controller.api.guard import BodyLimits, install as install_guard
+from sorter.controller.api.keying import router as keying_router
+from sorter.controller.api import docs as api_docs, events as api_events, export as api_export, totals as api_totals
+from sorter.controller.api.metrics import StatusCollector
+from sorter.controller.api.models import Chute, ParcelRecord, Stats, Status
+from sorter.controller.service.status_cache import PulledStatus
+from sorter.controller.api.search import router as search_router
+from sorter.controller.config.auth import AuthConfig
 from sorter.controller.records.store import OUTCOMES, RecordStore
 from sorter.controller.timing.line_state import STATES
 
@@ -29,6 +42,12 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).with_name("static")
 CHUTE_ID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+ALARM_ID = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+# the pages (each its own script under /static), and what may be fetched before a login when
+# reading needs one (auth.read: login)
+PAGES = {"/": "index.html", "/login": "login.html", "/station": "station.html", "/parcel": "parcel.html"}
+BEFORE_LOGIN = frozenset({"/login", "/api/login", "/api/me", "/static/login.js", "/static/i18n.js",
+                          "/static/style.css", "/favicon.ico"})
 LINE_STATES = STATES  # the line state machine's (timing/line_state.py)
 MAX_PARCELS = 1000
 
@@ -79,110 +98,34 @@ def _num(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-class _StatusCollector:
-    """Prometheus metrics read from the status snapshot at scrape time."""
+# the Prometheus collector is controller/api/metrics.py
 
-    def __init__(self, status: Callable[[], dict]):
-        self._status = status
 
-    def collect(self) -> Iterator[Any]:
-        st = self._status() or {}
-        line = st.get("line") or {}
-        counts = (st.get("counts") or {}).get("outcomes") or {}
-        c = CounterMetricFamily("parcels", "Parcels finished this run, by outcome", labels=["outcome"])
-        for outcome in OUTCOMES:
-            c.add_metric([outcome], float(counts.get(outcome, 0) or 0))
-        yield c
-
-        for name, doc in (("fire_error_ms", "Diverter fire timing error (ms)"),
-                          ("decision_ms", "Decision time per parcel (ms)")):
-            pct = st.get(name) or {}
-            g = GaugeMetricFamily(name, doc + ", quantiles over the last 10000 parcels", labels=["quantile"])
-            for key, q in (("p50", "0.5"), ("p99", "0.99"), ("p999", "0.999"), ("max", "1")):
-                v = _num(pct.get(key))
-                if v is not None:
-                    g.add_metric([q], v)
-            yield g
-            g = GaugeMetricFamily(name + "_samples", doc + ", number of samples behind the quantiles")
-            g.add_metric([], float(pct.get("n") or 0))
-            yield g
-
-        for name, doc, value in (
-            ("throughput_pph", "Parcels per hour over the last 5 minutes", st.get("throughput_pph")),
-            ("read_rate", "Share of parcels with a waybill read", st.get("read_rate")),
-            ("belt_speed_mps", "Measured belt speed (m/s)", line.get("belt_speed_mps")),
-            ("uptime_seconds", "Controller uptime", line.get("uptime_s")),
-        ):
-            v = _num(value)
-            if v is not None:
-                g = GaugeMetricFamily(name, doc)
-                g.add_metric([], v)
-                yield g
-
-        plc = line.get("plc") or {}
-        g = GaugeMetricFamily("plc_connected", "1 when the PLC / remote I/O link is up", labels=["url"])
-        g.add_metric([str(plc.get("url", ""))], 1.0 if plc.get("connected") else 0.0)
+def _site_metrics(st: dict) -> Iterator[Any]:
+    """The backlogs of a site's parts (site database, MQTT, uploads), when configured."""
+    db, mqtt, up = st.get("site_db"), st.get("mqtt"), st.get("uploads")
+    if db:
+        g = GaugeMetricFamily("sorter_site_db_backlog", "Records in the local file not yet in the site database")
+        g.add_metric([], float(db.get("backlog") or 0))
         yield g
-        c = CounterMetricFamily("plc_errors", "PLC communication errors", labels=["url"])
-        c.add_metric([str(plc.get("url", ""))], float(plc.get("errors") or 0))
-        yield c
-
-        g = GaugeMetricFamily("line_state", "1 for the line's current state", labels=["state"])
-        state = line.get("state")
-        for s in LINE_STATES:
-            g.add_metric([s], 1.0 if s == state else 0.0)
+        g = GaugeMetricFamily("sorter_site_db_connected", "1 while the site database answers")
+        g.add_metric([], 1.0 if db.get("connected") else 0.0)
         yield g
-        g = GaugeMetricFamily("line_test_mode", "1 while a commissioning test mode drives the diverters")
-        g.add_metric([], 1.0 if line.get("test_mode") else 0.0)
+    if mqtt:
+        g = GaugeMetricFamily("sorter_mqtt_queued", "MQTT messages not yet acknowledged by the broker")
+        g.add_metric([], float(mqtt.get("queued") or 0))
         yield g
-        g = GaugeMetricFamily("line_induct_enabled", "1 while the line lets parcels in")
-        g.add_metric([], 1.0 if line.get("induct_enable") else 0.0)
+        g = GaugeMetricFamily("sorter_mqtt_connected", "1 while the MQTT broker is connected")
+        g.add_metric([], 1.0 if mqtt.get("connected") else 0.0)
         yield g
-        records = st.get("records") or {}
-        for key, doc in (("in_flight", "Parcels on the belt whose records are still open (journal)"),
-                         ("id_collisions", "Parcel ids seen twice (kept in bad_records)"),
-                         ("faulted_previous_run", "Parcels on the belt when the last run ended, recorded as fault"),
-                         ("faulted_timing_restart", "Parcels in flight when the timing process died, recorded "
-                                                    "as fault")):
-            g = GaugeMetricFamily("records_" + key, doc)
-            g.add_metric([], float(records.get(key) or 0))
-            yield g
-
-        g = GaugeMetricFamily("alarms_active", "Active alarms")
-        g.add_metric([], float(len(st.get("alarms") or [])))
-        yield g
-
-        chutes = st.get("chutes") or []
-        gc = GaugeMetricFamily("chute_parcels", "Parcels sent to the chute this run", labels=["chute"])
-        gf = GaugeMetricFamily("chute_full", "1 when the chute reports full", labels=["chute"])
-        ge = GaugeMetricFamily("chute_enabled", "1 when the chute is enabled", labels=["chute"])
-        for ch in chutes:
-            cid = str(ch.get("id", ""))
-            gc.add_metric([cid], float(ch.get("count") or 0))
-            gf.add_metric([cid], 1.0 if ch.get("full") else 0.0)
-            ge.add_metric([cid], 1.0 if ch.get("enabled", True) else 0.0)
-        yield gc
-        yield gf
-        yield ge
-
-        cams = st.get("cameras") or []
-        ga = GaugeMetricFamily("camera_alive", "1 when the camera worker delivers frames", labels=["camera"])
-        gfps = GaugeMetricFamily("camera_fps", "Camera frames per second", labels=["camera"])
-        cfr = CounterMetricFamily("camera_frames", "Frames decoded", labels=["camera"])
-        cdr = CounterMetricFamily("camera_dropped", "Frames dropped", labels=["camera"])
-        crd = CounterMetricFamily("camera_reads", "Barcodes read", labels=["camera"])
-        for cam in cams:
-            name = str(cam.get("name", ""))
-            ga.add_metric([name], 1.0 if cam.get("alive") else 0.0)
-            for fam, key in ((gfps, "fps"), (cfr, "frames"), (cdr, "dropped"), (crd, "reads")):
-                v = _num(cam.get(key))
-                if v is not None:
-                    fam.add_metric([name], v)
-        yield ga
-        yield gfps
-        yield cfr
-        yield cdr
-        yield crd
+    if up:
+        gp = GaugeMetricFamily("sorter_uploads_pending", "Upload events not yet delivered", labels=["target"])
+        gd = GaugeMetricFamily("sorter_uploads_failed", "Upload events dead-lettered", labels=["target"])
+        for t in up.get("targets") or []:
+            gp.add_metric([str(t.get("name", ""))], float(t.get("pending") or 0))
+            gd.add_metric([str(t.get("name", ""))], float(t.get("failed") or 0))
+        yield gp
+        yield gd
 
 
 def create_app(
@@ -192,15 +135,26 @@ def create_app(
     token: str | None = None,
     routers: Sequence[APIRouter] = (),
     body_limits: BodyLimits | None = None,
+    auth: AuthConfig | Auth | None = None,
+    published: Any = None,
+    stats: Any = None,
 ) -> FastAPI:
+    """`published`: the service's StatusCache (the snapshot's JSON made once per change; without
+    one, `status()` is serialised when it returns a new dict). `stats`: the stats config (shifts)."""
     app = FastAPI(
         title="Sorting line controller",
         description="Status, parcel records and supervisor control of one sorting line.",
         version="1",
+        docs_url=None, redoc_url=None,  # /docs is served offline by api/docs.py
     )
+    source = published if published is not None else PulledStatus(status)
     token = token or None  # an empty string is no token
+    if auth is None:   # the running line's control is the service: its config has the users
+        auth = getattr(getattr(control, "cfg", None), "auth", None)
+    app.state.store = store
+    app.state.auth = auth if isinstance(auth, Auth) else Auth(auth if isinstance(auth, AuthConfig) else None)
     # body limits, the JSON check, short 4xx answers and the token's guess limit (controller/api/guard.py)
-    install_guard(app, token, body_limits)
+    install_guard(app, token, body_limits, lookup=app.state.auth.lookup_token, users_exist=app.state.auth.has_users)
 
     def snapshot() -> dict:
         try:
@@ -213,14 +167,25 @@ def create_app(
         return st
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_StatusCollector(snapshot))
+    registry.register(StatusCollector(snapshot, extra=[_site_metrics]))
+
+    @app.middleware("http")
+    async def read_gate(request: Request, call_next):  # type: ignore[no-untyped-def]
+        # auth.read: login -- nothing is shown or answered before a login (or a bearer token)
+        path = request.url.path
+        if request.method in ("GET", "HEAD") and path not in BEFORE_LOGIN and not may_read(request):
+            if path in PAGES:
+                return RedirectResponse("/login?next=" + quote(path), status_code=303)
+            return JSONResponse({"detail": "log in first (this line's page needs a login to read)"},
+                                status_code=401)
+        return await call_next(request)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
         response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         path = request.url.path
-        if path == "/" or path.startswith("/static/"):
+        if path in PAGES or path.startswith("/static/"):
             response.headers["Content-Security-Policy"] = PAGE_CSP
             response.headers["Referrer-Policy"] = "no-referrer"
             response.headers["Cache-Control"] = "no-cache"
@@ -229,21 +194,32 @@ def create_app(
         return response
 
     # ------------------------------------------------------------------ reading (open)
-    @app.get("/api/status", summary="The line's status snapshot")
-    def get_status() -> JSONResponse:
-        return JSONResponse(_json_safe(snapshot()))
+    @app.get("/api/status", summary="The line's status snapshot", response_model=Status)
+    async def get_status(request: Request) -> Response:
+        # on the event loop, no thread hop: the bytes were made when the snapshot was published
+        try:
+            pub = source.latest()
+        except Exception as exc:  # noqa: BLE001
+            log.exception("status() failed")
+            raise HTTPException(503, f"status unavailable: {exc}") from exc
+        if pub is None:
+            raise HTTPException(503, "status unavailable: the service has not published a snapshot yet")
+        if request.headers.get("if-none-match") == pub.etag:
+            return Response(status_code=304, headers={"ETag": pub.etag})
+        return Response(pub.body, media_type="application/json", headers={"ETag": pub.etag})
 
-    @app.get("/api/chutes", summary="Chutes: name, count, full, enabled")
+    @app.get("/api/chutes", summary="Chutes: name, count, full, enabled", response_model=list[Chute])
     def get_chutes() -> JSONResponse:
         return JSONResponse(_json_safe(snapshot().get("chutes") or []))
 
-    @app.get("/api/stats", summary="Counts, throughput, read rate and timing percentiles")
+    @app.get("/api/stats", summary="Counts, throughput, read rate and timing percentiles", response_model=Stats)
     def get_stats() -> JSONResponse:
         st = snapshot()
         keys = ("counts", "throughput_pph", "read_rate", "fire_error_ms", "decision_ms")
         return JSONResponse(_json_safe({k: st.get(k) for k in keys}))
 
-    @app.get("/api/parcels", summary="Parcel records from the database, newest first")
+    @app.get("/api/parcels", summary="Parcel records from the database, newest first",
+             response_model=list[ParcelRecord])
     def get_parcels(
         limit: int = Query(50, ge=1, le=MAX_PARCELS, description=f"1..{MAX_PARCELS}"),
         outcome: str | None = Query(None, max_length=32, description="one of: " + ", ".join(OUTCOMES)),
@@ -265,15 +241,12 @@ def create_app(
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    # ------------------------------------------------------------------ control (token)
-    def require_token(request: Request) -> Control:
-        token_guard(request).require(request)   # the same answers and guess limit on every endpoint
+    # ------------------------------------------------------------------ control (roles)
+    # every control endpoint takes its role (controller/api/auth.py) and is audited (api/audit.py)
+    def line_control() -> Control:
         if control is None:
             raise HTTPException(503, "no line control attached")
         return control
-
-    def audit(request: Request, what: str) -> None:
-        log.info("control: %s (from %s)", what, request.client.host if request.client else "?")
 
     def run(what: str, fn: Callable[[], Any]) -> Any:
         try:
@@ -284,64 +257,172 @@ def create_app(
             log.exception("control %s failed", what)
             raise HTTPException(500, f"{what} failed: {exc}") from exc
 
-    def set_chute(chute_id: str, enabled: bool, request: Request, ctl: Control) -> dict:
+    def act(request: Request, who: Principal, action: str, target: str | None, fn: Callable[[], Any],
+            ok: Callable[[Any], bool] = lambda r: True, message: Callable[[Any], str] = lambda r: "") -> Any:
+        """Run a control action and audit it, whatever its result."""
+        try:
+            result = run(action, fn)
+        except HTTPException as exc:
+            audit_action(request, who, action, target, "failed", str(exc.detail))
+            raise
+        audit_action(request, who, action, target, "ok" if ok(result) else "refused", message(result))
+        return result
+
+    def set_chute(chute_id: str, enabled: bool, request: Request, who: Principal) -> dict:
         if not CHUTE_ID.match(chute_id):
             raise HTTPException(422, "chute id must be 1-16 letters, digits, '_' or '-'")
-        audit(request, f"chute {chute_id} {'enable' if enabled else 'disable'}")
-        if not run("chute change", lambda: ctl.set_chute_enabled(chute_id, enabled)):
+        ctl = line_control()
+        if not act(request, who, "chute_enable" if enabled else "chute_disable", chute_id,
+                   lambda: ctl.set_chute_enabled(chute_id, enabled), ok=bool,
+                   message=lambda r: "" if r else "no such chute"):
             raise HTTPException(404, f"no chute {chute_id!r}")
         return {"ok": True, "chute": chute_id, "enabled": enabled}
 
-    @app.post("/api/chutes/{chute_id}/enable", summary="Enable a chute (token)")
-    def enable_chute(chute_id: str, request: Request, ctl: Control = Depends(require_token)) -> dict:
-        return set_chute(chute_id, True, request, ctl)
+    @app.post("/api/chutes/{chute_id}/enable", summary="Enable a chute (supervisor)")
+    def enable_chute(chute_id: str, request: Request, who: Principal = Depends(require_supervisor)) -> dict:
+        return set_chute(chute_id, True, request, who)
 
-    @app.post("/api/chutes/{chute_id}/disable", summary="Disable a chute (token)")
-    def disable_chute(chute_id: str, request: Request, ctl: Control = Depends(require_token)) -> dict:
-        return set_chute(chute_id, False, request, ctl)
+    @app.post("/api/chutes/{chute_id}/disable", summary="Disable a chute (supervisor)")
+    def disable_chute(chute_id: str, request: Request, who: Principal = Depends(require_supervisor)) -> dict:
+        return set_chute(chute_id, False, request, who)
 
-    @app.post("/api/pause", summary="Pause the line (token)")
-    def pause(request: Request, ctl: Control = Depends(require_token)) -> dict:
-        audit(request, "pause")
-        run("pause", ctl.pause)
+    @app.post("/api/chutes/{chute_id}/emptied", summary="Say a chute was emptied: its count since starts at 0 "
+                                                          "(supervisor)")
+    def chute_emptied(chute_id: str, request: Request, who: Principal = Depends(require_supervisor)) -> dict:
+        if not CHUTE_ID.match(chute_id):
+            raise HTTPException(422, "chute id must be 1-16 letters, digits, '_' or '-'")
+        ctl = needs(line_control(), "mark_chute_emptied")
+        if not act(request, who, "chute_emptied", chute_id, lambda: ctl.mark_chute_emptied(chute_id, who.name),
+                   ok=bool, message=lambda r: "" if r else "no such chute"):
+            raise HTTPException(404, f"no chute {chute_id!r}")
+        return {"ok": True, "chute": chute_id}
+
+    @app.post("/api/pause", summary="Pause induction (supervisor)")
+    def pause(request: Request, who: Principal = Depends(require_supervisor)) -> dict:
+        ctl = line_control()
+        act(request, who, "pause", None, ctl.pause)
         return {"ok": True}
 
-    @app.post("/api/resume", summary="Resume the line (token)")
-    def resume(request: Request, ctl: Control = Depends(require_token)) -> dict:
-        audit(request, "resume")
-        run("resume", ctl.resume)
+    @app.post("/api/resume", summary="Resume induction (supervisor)")
+    def resume(request: Request, who: Principal = Depends(require_supervisor)) -> dict:
+        ctl = line_control()
+        act(request, who, "resume", None, ctl.resume)
         return {"ok": True}
 
-    @app.post("/api/line/reset", summary="Reset the line after an emergency stop (token)")
-    def reset_line(request: Request, ctl: Control = Depends(require_token)) -> JSONResponse:
-        audit(request, "reset after emergency stop")
-        if not hasattr(ctl, "reset"):
-            raise HTTPException(501, "this line's control has no reset")
-        ok, message = run("reset", lambda: ctl.reset(request.client.host if request.client else ""))
+    @app.post("/api/line/reset", summary="Reset the line after an emergency stop (supervisor)")
+    def reset_line(request: Request, who: Principal = Depends(require_supervisor)) -> JSONResponse:
+        ctl = needs(line_control(), "reset")
+        ok, message = act(request, who, "estop_reset", None, lambda: ctl.reset(who.name),
+                          ok=lambda r: bool(r[0]), message=lambda r: str(r[1]))
         return JSONResponse({"ok": bool(ok), "message": str(message)}, status_code=200 if ok else 409)
 
-    @app.post("/api/routes/reload", summary="Reload the routing table (token)")
-    def reload_routes(request: Request, ctl: Control = Depends(require_token),
+    @app.post("/api/routes/reload", summary="Reload the routing table (technician)")
+    def reload_routes(request: Request, who: Principal = Depends(require_technician),
                       force: bool = Query(False, description="install a valid table even if it has no rules, no "
                                                              "default, or far fewer rules than the one in force")
                       ) -> JSONResponse:
-        audit(request, "routes reload" + (" (forced)" if force else ""))
+        ctl = line_control()
         if force and "force" not in inspect.signature(ctl.reload_routes).parameters:
             raise HTTPException(501, "this line's control cannot force a routes reload")
-        result = run("routes reload", (lambda: ctl.reload_routes(force=True)) if force else ctl.reload_routes)
-        try:
-            ok, message = result
-        except (TypeError, ValueError):
-            raise HTTPException(500, f"routes reload returned {result!r:.80}, not (ok, message)") from None
-        return JSONResponse({"ok": bool(ok), "message": str(message)}, status_code=200 if ok else 422)
+        fn = (lambda: ctl.reload_routes(force=True)) if force else ctl.reload_routes
 
-    # ------------------------------------------------------------------ the page
-    @app.get("/", include_in_schema=False)
-    def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+        def checked() -> tuple[bool, str]:
+            result = fn()
+            try:
+                ok, message = result
+            except (TypeError, ValueError):
+                raise HTTPException(500, f"routes reload returned {result!r:.80}, not (ok, message)") from None
+            return bool(ok), str(message)
+
+        ok, message = act(request, who, "routes_reload_forced" if force else "routes_reload", None, checked,
+                          ok=lambda r: r[0], message=lambda r: r[1])
+        return JSONResponse({"ok": ok, "message": message}, status_code=200 if ok else 422)
+
+    @app.post("/api/alarms/{alarm_id}/ack", summary="Acknowledge an alarm; silences the buzzer (supervisor)")
+    def ack_alarm(alarm_id: str, request: Request, who: Principal = Depends(require_supervisor)) -> dict:
+        check_alarm_id(alarm_id)
+        ctl = needs(line_control(), "ack_alarm")
+        if not act(request, who, "alarm_ack", alarm_id, lambda: ctl.ack_alarm(alarm_id, who.name), ok=bool,
+                   message=lambda r: "" if r else "no such active alarm"):
+            raise HTTPException(404, f"no active alarm {alarm_id!r}")
+        return {"ok": True, "alarm": alarm_id}
+
+    @app.post("/api/alarms/{alarm_id}/shelve", summary="Shelve an alarm for a while (supervisor)")
+    def shelve_alarm(alarm_id: str, request: Request, who: Principal = Depends(require_supervisor),
+                     minutes: float = Query(60, gt=0, le=480, description="how long, minutes (at most 8 h)")) -> dict:
+        check_alarm_id(alarm_id)
+        ctl = needs(line_control(), "shelve_alarm")
+        if not act(request, who, "alarm_shelve", f"{alarm_id} {minutes:g} min",
+                   lambda: ctl.shelve_alarm(alarm_id, who.name, minutes * 60), ok=bool,
+                   message=lambda r: "" if r else "no such active alarm"):
+            raise HTTPException(404, f"no active alarm {alarm_id!r}")
+        return {"ok": True, "alarm": alarm_id, "minutes": minutes}
+
+    @app.post("/api/line/test-mode", summary="Switch a commissioning test mode (technician)")
+    def set_test_mode(request: Request, who: Principal = Depends(require_technician),
+                      mode: str = Query(..., pattern=r"^(off|round_robin|fixed)$"),
+                      chute: str | None = Query(None, pattern=r"^[A-Za-z0-9_-]{1,16}$")) -> JSONResponse:
+        ctl = needs(line_control(), "set_test_mode")
+        ok, message = act(request, who, "test_mode", mode + (f":{chute}" if chute else ""),
+                          lambda: ctl.set_test_mode(mode, chute, who.name), ok=lambda r: bool(r[0]),
+                          message=lambda r: str(r[1]))
+        return JSONResponse({"ok": bool(ok), "message": str(message)}, status_code=200 if ok else 409)
+
+    @app.post("/api/uploads/resend", summary="Re-send the dead-lettered uploads of one target, or all (supervisor)")
+    def resend_uploads(request: Request, who: Principal = Depends(require_supervisor),
+                       target: str | None = Query(None, pattern=r"^[A-Za-z0-9_-]{1,32}$",
+                                                  description="upload target name (none: every target)")) -> dict:
+        ctl = needs(line_control(), "resend_uploads")
+        n = act(request, who, "uploads_resend", target, lambda: ctl.resend_uploads(target),
+                ok=lambda r: r is not None, message=lambda r: "" if r is not None else "no such upload target")
+        if n is None:
+            raise HTTPException(404, f"no upload target {target!r}" if target else "no uploads configured")
+        return {"ok": True, "target": target, "resent": n}
+
+    @app.get("/api/alarms/history", summary="Alarms from raised to cleared, newest first")
+    def get_alarm_history(limit: int = Query(50, ge=1, le=1000)) -> JSONResponse:
+        try:
+            return JSONResponse(_json_safe(store.alarm_history(limit)))
+        except Exception as exc:  # noqa: BLE001
+            raise HTTPException(503, f"record database unavailable: {exc}") from exc
+
+    def audit_action(request: Request, who: Principal, action: str, target: str | None, result: str,
+                     detail: str = "") -> None:
+        audit_record(store, request, who, action, target, result, detail)
+
+    # logins, the audit, the no-read review and keying, search and the parcel's story
+    for r in (auth_router(), audit_router(store), keying_router(store, control),
+              search_router(store, control)):
+        app.include_router(r)
+    # live updates, totals and series, exports, the offline /docs
+    if stats is None:
+        stats = getattr(getattr(control, "cfg", None), "stats", None)
+    for r in (api_events.router(source), api_totals.router(store, stats), api_export.router(store),
+              api_docs.router(app)):
+        app.include_router(r)
+
+    # ------------------------------------------------------------------ the pages
+    def page(name: str) -> Callable[[], FileResponse]:
+        def serve_page() -> FileResponse:
+            return FileResponse(STATIC / name, media_type="text/html; charset=utf-8")
+        return serve_page
+
+    for path, name in PAGES.items():
+        app.add_api_route(path, page(name), methods=["GET"], include_in_schema=False)
 
     # each area (routing, cameras, I/O) adds its own endpoints
     for r in routers:
         app.include_router(r)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def needs(ctl: Any, method: str) -> Any:
+    if not hasattr(ctl, method):
+        raise HTTPException(501, f"this line's control cannot {method.replace('_', ' ')}")
+    return ctl
+
+
+def check_alarm_id(alarm_id: str) -> None:
+    if not ALARM_ID.match(alarm_id):
+        raise HTTPException(422, "alarm id must be 1-80 letters, digits, '_', '.' or '-'")

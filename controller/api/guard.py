@@ -268,7 +268,7 @@ class BodyGuard:
 # ---------------------------------------------------------------------------------- the token
 @dataclass
 class _Client:
-    wrong: int = 0                # wrong tokens in this round
+    wrong: int = 0                # wrong guesses in this round
     first_wrong: float = 0.0
     blocked_until: float = 0.0
     block_s: float = 0.0          # the last block (the next one doubles it)
@@ -276,30 +276,24 @@ class _Client:
     last: float = 0.0
 
 
-class TokenGuard:
-    """The control endpoints' bearer token, the same answer everywhere: no token configured ->
-    403; no bearer token -> 401; a wrong one -> 401, and after FREE_TRIES of them from one client
-    address, 429 for FIRST_BLOCK_S, doubling with every further round up to MAX_BLOCK_S. While
-    blocked, not even the right token is looked at (a guess must learn nothing)."""
+class GuessLimiter:
+    """Wrong guesses (tokens, passwords) counted per client address: after FREE_TRIES of them,
+    the address is refused (429) for FIRST_BLOCK_S, doubling with every further round up to
+    MAX_BLOCK_S, with one log line per round instead of one per guess."""
 
     FREE_TRIES = 5
     FIRST_BLOCK_S = 1.0
     MAX_BLOCK_S = 300.0
-    FORGET_S = 900.0          # a client with no wrong token for this long starts afresh
+    FORGET_S = 900.0          # a client with no wrong guess for this long starts afresh
     MAX_CLIENTS = 10_000      # addresses remembered (the oldest forgotten first)
 
-    def __init__(self, token: str | None, clock: Callable[[], float] = time.monotonic):
-        self.token = token or None    # an empty string is no token
+    def __init__(self, what: str, clock: Callable[[], float] = time.monotonic):
+        self.what = what          # "API token", "password": the log lines and answers say which
         self.clock = clock
         self._clients: OrderedDict[str, _Client] = OrderedDict()
 
-    def require(self, request: Request) -> None:
-        """Raise the HTTPException that refuses `request`, or return when its token is right."""
-        self.check(request.client.host if request.client else "?", request.headers.get("authorization", ""))
-
-    def check(self, client: str, authorization: str) -> None:
-        if self.token is None:
-            raise HTTPException(403, "control disabled: set api token")
+    def refuse_if_blocked(self, client: str) -> None:
+        """Raise the 429 while `client` is blocked (not even a right guess is looked at then)."""
         now = self.clock()
         c = self._clients.get(client)
         if c is not None and now - c.last > self.FORGET_S and now >= c.blocked_until:
@@ -307,21 +301,16 @@ class TokenGuard:
             c = None
         if c is not None and now < c.blocked_until:
             c.refused += 1
-            raise HTTPException(429, f"too many wrong tokens from {clip(client, 60)}: try again in "
+            raise HTTPException(429, f"too many wrong {self.what}s from {clip(client, 60)}: try again in "
                                      f"{c.blocked_until - now:.0f} s",
                                 headers={"Retry-After": str(max(1, round(c.blocked_until - now + 0.5)))})
-        scheme, _, given = authorization.partition(" ")
-        given = given.strip()
-        if scheme.lower() != "bearer" or not given:
-            raise HTTPException(401, "bearer token required", headers={"WWW-Authenticate": "Bearer"})
-        if hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self.token.encode()):
-            if c is not None:
-                del self._clients[client]
-            return
-        self._wrong(client, c, now)
-        raise HTTPException(401, "wrong token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
-    def _wrong(self, client: str, c: _Client | None, now: float) -> None:
+    def right(self, client: str) -> None:
+        self._clients.pop(client, None)
+
+    def wrong(self, client: str) -> None:
+        now = self.clock()
+        c = self._clients.get(client)
         if c is None:
             c = self._clients[client] = _Client(first_wrong=now)
             while len(self._clients) > self.MAX_CLIENTS:
@@ -331,19 +320,68 @@ class TokenGuard:
         if c.wrong == 0:
             c.first_wrong = now
             if c.block_s == 0:
-                log.warning("wrong API token from %s", client)
+                log.warning("wrong %s from %s", self.what, client)
         c.wrong += 1
         if c.wrong >= self.FREE_TRIES:
             c.block_s = min(self.MAX_BLOCK_S, c.block_s * 2 if c.block_s else self.FIRST_BLOCK_S)
             c.blocked_until = now + c.block_s
             extra = f" (and {c.refused} tries refused while it was blocked)" if c.refused else ""
-            log.warning("%d wrong API tokens from %s in %.0f s%s: refusing it for %.0f s",
-                        c.wrong, client, now - c.first_wrong, extra, c.block_s)
+            log.warning("%d wrong %ss from %s in %.0f s%s: refusing it for %.0f s",
+                        c.wrong, self.what, client, now - c.first_wrong, extra, c.block_s)
             c.wrong, c.refused = 0, 0
 
     def blocked(self, client: str) -> bool:
         c = self._clients.get(client)
         return c is not None and self.clock() < c.blocked_until
+
+
+LEGACY_TOKEN = "token"    # what check() returns for the single configured token (SORTER_API_TOKEN)
+
+
+class TokenGuard(GuessLimiter):
+    """The control endpoints' bearer tokens, the same answer everywhere: no token configured (and
+    no user tokens) -> 403; no bearer token -> 401; a wrong one -> 401, and after FREE_TRIES of
+    them from one client address, 429 for FIRST_BLOCK_S, doubling with every further round up to
+    MAX_BLOCK_S. While blocked, not even the right token is looked at (a guess must learn nothing).
+
+    `token` is the single machine token; `lookup(token)` finds a user's own token (it returns the
+    user, or None). check() returns LEGACY_TOKEN or what lookup returned."""
+
+    def __init__(self, token: str | None, clock: Callable[[], float] = time.monotonic,
+                 lookup: Callable[[str], Any] | None = None, users_exist: Callable[[], bool] | None = None):
+        super().__init__("API token", clock)
+        self.token = token or None    # an empty string is no token
+        self.lookup = lookup
+        self.users_exist = users_exist
+
+    @property
+    def configured(self) -> bool:
+        """Anybody could be let in: the machine token, or users (with their own tokens or logins)."""
+        return self.token is not None or (self.lookup is not None and
+                                          (self.users_exist is None or self.users_exist()))
+
+    def require(self, request: Request) -> Any:
+        """Raise the HTTPException that refuses `request`, or return who its token is."""
+        return self.check(request.client.host if request.client else "?", request.headers.get("authorization", ""))
+
+    def check(self, client: str, authorization: str) -> Any:
+        if not self.configured:
+            raise HTTPException(403, "control disabled: set api token")
+        self.refuse_if_blocked(client)
+        scheme, _, given = authorization.partition(" ")
+        given = given.strip()
+        if scheme.lower() != "bearer" or not given:
+            raise HTTPException(401, "bearer token required", headers={"WWW-Authenticate": "Bearer"})
+        if self.token is not None and hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
+                                                          self.token.encode()):
+            self.right(client)
+            return LEGACY_TOKEN
+        who = self.lookup(given) if self.lookup is not None else None
+        if who is not None:
+            self.right(client)
+            return who
+        self.wrong(client)
+        raise HTTPException(401, "wrong token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
 def token_guard(request: Request, fallback: TokenGuard | None = None) -> TokenGuard:
@@ -356,9 +394,11 @@ def token_guard(request: Request, fallback: TokenGuard | None = None) -> TokenGu
     return guard
 
 
-def install(app: FastAPI, token: str | None, body_limits: BodyLimits | None = None) -> TokenGuard:
+def install(app: FastAPI, token: str | None, body_limits: BodyLimits | None = None,
+            lookup: Callable[[str], Any] | None = None,
+            users_exist: Callable[[], bool] | None = None) -> TokenGuard:
     """Body limits, the JSON check, short error answers and the token guard, on `app`."""
-    guard = TokenGuard(token)
+    guard = TokenGuard(token, lookup=lookup, users_exist=users_exist)
     app.state.token_guard = guard
     app.state.body_limits = body_limits or BodyLimits()
     app.add_middleware(BodyGuard, limits=app.state.body_limits)

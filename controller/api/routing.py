@@ -19,7 +19,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from sorter.controller.api.guard import DEFAULT_BODY_LIMITS, TokenGuard, token_guard
+from sorter.controller.api.auth import require_role
+from sorter.controller.api.guard import DEFAULT_BODY_LIMITS, TokenGuard
 
 log = logging.getLogger("sorter.api.routing")
 MAX_MANIFEST_BYTES = DEFAULT_BODY_LIMITS["/api/manifest"]
@@ -56,8 +57,9 @@ def router(svc) -> APIRouter | None:
     # mounted on an app without create_app's guard (a test, a tool): a guard of its own
     own_guard = TokenGuard(getattr(svc, "token", None))
 
-    def require_token(request: Request) -> None:
-        token_guard(request, own_guard).require(request)
+    # a route test tells a manifest row (an address): a supervisor's; an import, a technician's
+    require_supervisor = require_role("supervisor", fallback=own_guard)
+    require_token = require_role("technician", fallback=own_guard)
 
     def in_force_router():
         """The service's Router (the table in force, and why a file was refused), when there is one;
@@ -94,7 +96,7 @@ def router(svc) -> APIRouter | None:
                                      "warnings": list(st.warnings)}
 
     @r.post("/api/routes/test", summary="Route one waybill and say why (token: it tells the manifest's advice)",
-            dependencies=[Depends(require_token)])
+            dependencies=[Depends(require_supervisor)])
     def test_route(body: RouteTest) -> dict:
         from sorter.controller.routing.carriers import normalise
         from sorter.controller.routing.manifest import ManifestRow, normalise_sort_code

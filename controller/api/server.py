@@ -9,8 +9,15 @@ import time
 import uvicorn
 
 from sorter.controller.api.app import create_app
+from sorter.controller.api.guard import BodyLimits
+from sorter.controller.config.line import BodyLimitsConfig
 
 log = logging.getLogger("sorter.web")
+
+
+def body_limits(cfg: BodyLimitsConfig) -> BodyLimits:
+    """The guard's limits from the line config's api.body_limits (its kinds of endpoint by path)."""
+    return BodyLimits(default=cfg.default_kb << 10, by_path={"/api/manifest": cfg.manifest_mb << 20})
 
 
 class ApiServer:
@@ -18,10 +25,15 @@ class ApiServer:
         from sorter.controller.api import routing as api_routing
         from sorter.controller.api import plc as api_plc
         from sorter.controller.api import vision as api_vision
-        routers = [r for r in (m.router(svc) for m in (api_routing, api_vision, api_plc)) if r is not None]
-        app = create_app(svc.status, svc.store, control=svc, token=svc.token, routers=routers)
+        from sorter.controller.api import commission as api_commission
+        routers = [r for r in (m.router(svc) for m in (api_routing, api_vision, api_plc, api_commission)) if r is not None]
+        app = create_app(svc.status, svc.store, control=svc, token=svc.token, routers=routers,
+                         published=getattr(svc, "published", None), body_limits=body_limits(svc.cfg.api.body_limits))
         self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                                    access_log=False, lifespan="off"))
+                                                    access_log=False, lifespan="off",
+                                                    # event streams never end by themselves: a stop
+                                                    # waits this long for them, then cuts them
+                                                    timeout_graceful_shutdown=2))
         self.thread = threading.Thread(target=self.server.run, name="api", daemon=True)
         self.host = host
 

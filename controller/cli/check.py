@@ -45,8 +45,49 @@ def check_line_files(config: str | Path):
         cfg = load_config(path)
     except ConfigError as exc:
         return None, list(exc.problems) + _raw_routing_files(path)
+    cal = calibration_problems(cfg, path)
     try:
         st = load_routing_config(cfg)
     except RoutesError as exc:
-        return cfg, list(exc.problems)
-    return cfg, unsafe(st.table)
+        return cfg, list(exc.problems) + cal
+    return cfg, unsafe(st.table) + cal
+
+
+def calibration_problems(cfg, path: Path) -> list[str]:
+    """Each camera's calibration file (`sorter calibrate` writes it; the camera worker loads it at
+    start) loaded as the worker loads it, and checked against the camera: made for it, a frame of
+    the shape the camera is asked for, a sane latency and region of interest."""
+    from sorter.vision.geometry import Calibration, CalibrationError
+    out = []
+    for i, cam in enumerate(cfg.cameras):
+        if cam.calibration is None:
+            continue
+        where = f"{path}: cameras.{i}.calibration"
+        p = Path(cam.calibration)
+        if not p.exists():
+            out.append(f"{where}: {p}: no such file")
+            continue
+        try:
+            cal = Calibration.load(p)
+        except CalibrationError as exc:
+            out.append(f"{where}: {exc}")
+            continue
+        if cal.camera and cal.camera != cam.name:
+            out.append(f"{where}: {p} was made for camera {cal.camera!r}, not {cam.name!r}")
+        fw, fh = cal.frame_size
+        w, h = cam.properties.width, cam.properties.height
+        if w and h and fw and fh and abs(w / h - fw / fh) > 0.01:
+            out.append(f"{where}: {p} is for {fw}x{fh} frames; the camera is asked for {w}x{h} (another "
+                       "shape: calibrate again at this resolution)")
+        lat = cal.meta.get("latency_ms")
+        if lat is not None and (not isinstance(lat, (int, float)) or not 0 <= lat <= 5000):
+            out.append(f"{where}: {p}: meta.latency_ms {lat!r} is not 0..5000 ms")
+        roi = cal.meta.get("roi")
+        if roi is not None:
+            try:
+                ok = 0 <= roi["x"] and 0 <= roi["y"] and roi["x"] + roi["w"] <= fw and roi["y"] + roi["h"] <= fh
+            except (KeyError, TypeError):
+                ok = False
+            if not ok:
+                out.append(f"{where}: {p}: meta.roi {roi!r} is not a region inside the {fw}x{fh} frame")
+    return out

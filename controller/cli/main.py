@@ -37,10 +37,12 @@ def cmd_check_config(args) -> int:
           f"scan zone {line.scan_zone.start_mm:.0f}-{line.scan_zone.end_mm:.0f} mm, end {line.end_mm:.0f} mm")
     print(f"  diverters {len(line.diverters)}: " + ", ".join(f"{d.name}@{d.position_mm:.0f}" for d in line.diverters))
     print(f"  chutes    {len(line.chutes)}: " + ", ".join(f"{c.id}={c.name}" for c in line.chutes))
-    print("  cameras   " + (", ".join(f"{c.name} ({c.source})" for c in cfg.cameras) or "none"))
+    print("  cameras   " + (", ".join(f"{c.name} ({c.source}, {'calibrated' if c.calibration else 'not calibrated'})"
+                                        for c in cfg.cameras) or "none"))
     print(f"  plc       {cfg.plc.mode} {cfg.plc.url}, {len(cfg.io)} signals, poll {cfg.plc.poll_hz:.0f} Hz")
     print(f"  routing   {cfg.routing.routes} / manifest {cfg.routing.manifest}")
     print(f"  records   {cfg.records.database}")
+    print(f"  data      {cfg.data_dir} (records, manifest, no-read images, calibrations, last good routes)")
     return 0
 
 
@@ -56,7 +58,8 @@ def cmd_sim(args) -> int:
     if args.modbus_port is not None:
         cfg = cfg.model_copy(update={"sim": cfg.sim.model_copy(update={"modbus_port": args.modbus_port})})
     host, port = _api_args(cfg, args)
-    serve = args.parcels is None or args.serve
+    # a finite run serves the page too when asked for (--serve) or given a port, so it can be watched
+    serve = args.parcels is None or args.serve or args.port is not None
     if serve:
         sys.stderr.write(f"status page: http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/\n")
     from sorter.controller.app import StartError
@@ -80,9 +83,15 @@ def cmd_sim(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from sorter.controller.config.load import ConfigError, load_config
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:  # drive nothing, but say why on the status page (and to systemd)
+        from sorter.controller.cli.refused import serve_refused
+        return serve_refused(args.config, exc, args.host, args.port)
     from sorter.controller.app import App
     from sorter.controller.cli.plc import apply_run_test_args
-    cfg = apply_run_test_args(load_or_exit(args.config), args)
+    cfg = apply_run_test_args(cfg, args)
     from sorter.controller.app import StartError
     try:
         App(cfg, mode="run", plc_url=args.plc, token=os.environ.get("SORTER_API_TOKEN"),
@@ -151,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--belt-speed", type=float, help="belt speed in m/s")
     sp.add_argument("--length", type=_length, help="parcel length range in mm, MIN-MAX")
     sp.add_argument("--host", help="API/status page address")
-    sp.add_argument("--port", type=int, help="API/status page port")
-    sp.add_argument("--serve", action="store_true", help="serve the status page during a --parcels run too")
+    sp.add_argument("--port", type=int, help="API/status page port (with --parcels: serve it during the run)")
+    sp.add_argument("--serve", action="store_true", help="serve the status page during a --parcels run too "
+                                                         "(on api.port)")
     sp.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
     sp.add_argument("--modbus-port", type=int, help="the simulated line's Modbus TCP port (sim.modbus_port; "
                     "0 = any free port)")
@@ -182,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     from sorter.controller.cli import routes as cli_routes
     from sorter.controller.cli import vision as cli_vision
     from sorter.controller.cli import config_docs as cli_config_docs
-    for area in (cli_routes, cli_plc, cli_vision, cli_config_docs):
+    from sorter.controller.cli import users as cli_users
+    from sorter.controller.cli import install_service as cli_install_service
+    for area in (cli_routes, cli_plc, cli_vision, cli_config_docs, cli_users, cli_install_service):
         area.register(sub, with_config)
 
     args = p.parse_args(argv)

@@ -90,8 +90,8 @@ def run_sim(cfg: Config, parcels: int | None, seed: int, api_host: str, api_port
             if app.stop_requested.is_set():
                 bar.close()
                 return None
-            snap = svc.stats.snapshot()
-            bar.show(counted["n"], snap["counts"]["outcomes"])
+            # the published snapshot's counts: the statistics' own snapshot computes percentiles
+            bar.show(counted["n"], ((svc.status() or {}).get("counts") or {}).get("outcomes") or {})
             svc.sim_status = {"seed": seed, "parcels": parcels, "recorded": counted["n"]}
             if parcels is not None:
                 if not sim.alive():

@@ -2,7 +2,8 @@
 
     sorter camera test NAME [--frames N] [--save DIR] [--json]   open a camera as the worker would,
         set its properties, print what it accepted, decode N frames, print fps / decode ms / reads
-    sorter calibrate chessboard|points|check|target …            tools/calibrate.py
+    sorter calibrate card|from-card|chessboard|points|check|target|report|latency|timing …
+                                                                 tools/calibrate.py (commissioning)
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def register(sub: argparse._SubParsersAction, with_config) -> None:
 
     from sorter.tools.calibrate import add_arguments
 
-    cal = sub.add_parser("calibrate", help="calibrate a camera: pixel -> belt mm (tools/calibrate.py)")
+    cal = sub.add_parser("calibrate", help="commission a camera (pixel -> belt mm, test card, report, latency) "
+                                           "and the diverters' timing (tools/calibrate.py)")
     add_arguments(cal, with_config)
     cal.set_defaults(fn=cmd_calibrate)

@@ -3,7 +3,7 @@
 Every number has bounds and every unknown key is refused, because a typo in a
 commissioning file must stop the line before it mis-sorts, not after. Errors name
 the file, the line and the key path (see ``sorter.controller.config.load``).
-Paths inside the file are relative to the file itself.
+Paths of config files inside it are relative to the file itself, paths of data to its data_dir.
 """
 
 from __future__ import annotations
@@ -14,9 +14,13 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from sorter.controller.config.base import Strict
+from sorter.controller.config.auth import AuthConfig
 from sorter.controller.config.routing import RoutingConfig
 from sorter.controller.config.plc import PlcConfig, Signal, SignalTable, verify_io
+from sorter.controller.config.retention import RetentionConfig
 from sorter.controller.config.sim import SimConfig
+from sorter.controller.config.stats import StatsConfig
+from sorter.controller.config.site import SiteConfig
 from sorter.controller.config.vision import SYMBOLOGIES, CameraConfig, Symbology, verify_cameras
 
 __all__ = ["Config", "Strict", "Signal", "SignalTable", "PlcConfig", "CameraConfig", "RoutingConfig",
@@ -175,8 +179,19 @@ class LineConfig(Strict):
 class RecordsConfig(Strict):
     """Where the parcel records are kept: one durable record per parcel."""
 
-    database: Path = Field(description="SQLite file of the parcel records, relative to this file (created with "
-                                       "its folder if missing); no-read images go to noreads/ beside it by default")
+    database: Path = Field(description="SQLite file of the parcel records, relative to data_dir (created with "
+                                       "its folder if missing)")
+
+
+class BodyLimitsConfig(Strict):
+    """Bytes a request body may have, by kind of endpoint: a larger one is answered 413 before it is
+    read, so no client can make the controller buffer megabytes it never needed."""
+
+    default_kb: int = Field(default=64, ge=1, le=65536,
+                            description="every endpoint that takes a body except the advice upload: control "
+                                        "requests, the routes test, keying, login (KB)")
+    manifest_mb: int = Field(default=64, ge=1, le=4096,
+                             description="the advice upload, POST /api/manifest: a carrier's CSV or JSON rows (MB)")
 
 
 class ApiConfig(Strict):
@@ -186,6 +201,8 @@ class ApiConfig(Strict):
                       description="address to listen on: 127.0.0.1 = this PC only, 0.0.0.0 = every network "
                                   "interface (the centre's LAN)")
     port: int = Field(default=8080, ge=0, le=65535, description="TCP port; 0 = any free port (logged)")
+    body_limits: BodyLimitsConfig = Field(default=BodyLimitsConfig(),
+                                          description="request body size limits by kind of endpoint (413 above)")
 
 
 class Config(Strict):
@@ -201,11 +218,22 @@ class Config(Strict):
     cameras: list[CameraConfig] = Field(default_factory=list, max_length=16,
                                         description="the cameras and code readers over the scan zone (none: every "
                                                     "parcel is a no_read)")
+    data_dir: Path | None = Field(default=None, description="the folder of everything the line writes: records, "
+                                  "manifest, no-read images, calibrations, last good route tables; relative: to "
+                                  "this file's folder. Unset: $STATE_DIRECTORY under systemd (/var/lib/sorter), "
+                                  "else var/ beside this file. Relative data paths below are relative to it; "
+                                  "config files (routes, towns, carriers) to this file's folder")
     routing: RoutingConfig = Field(description="the routing files: route table, manifest, towns, carriers")
     records: RecordsConfig = Field(description="the parcel records")
+    retention: RetentionConfig = Field(default=RetentionConfig(), description="how long old rows are kept")
     api: ApiConfig = Field(default=ApiConfig(), description="the status page and HTTP API")
+    auth: AuthConfig = Field(default=AuthConfig(), description="users, roles and logins of the page and API")
+    stats: StatsConfig = Field(default=StatsConfig(), description="the shifts of the totals and charts")
     sim: SimConfig = Field(default=SimConfig(), description="read by `sorter sim` only: the simulated line that "
                                                             "stands in for the hardware")
+    site: SiteConfig | None = Field(default=None, description="this line as one of a site's lines: central "
+                                                              "PostgreSQL records, MQTT, carrier uploads (off when "
+                                                              "omitted)")
 
     # convenience lookups -------------------------------------------------
     def chute(self, chute_id: str) -> ChuteConfig:

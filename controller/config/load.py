@@ -6,6 +6,7 @@ Input should be less than or equal to 100000`, not a pydantic traceback.
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,8 @@ def _where(path: Path, line: int | None, keys: tuple[Any, ...]) -> str:
 
 
 def load_config(path: str | Path) -> Config:
-    """Read, validate and resolve a line config. Relative paths become relative to the file."""
+    """Read, validate and resolve a line config. Relative paths of config files (routes, towns,
+    carriers) become relative to the file, those of data (records, manifest, ...) to its data_dir."""
     path = Path(path).resolve()
     data, root = read_yaml(path)
     if not isinstance(data, dict):
@@ -114,7 +116,20 @@ def load_config(path: str | Path) -> Config:
              for dotted, msg in problems],
         )
     base = path.parent
-    routing = cfg.routing.resolve(base)
-    records = cfg.records.model_copy(update={"database": base / cfg.records.database})
-    cameras = [c.resolved(base) for c in cfg.cameras]
-    return cfg.model_copy(update={"routing": routing, "records": records, "cameras": cameras})
+    data = data_dir_of(cfg, base)
+    routing = cfg.routing.resolve(base, data)
+    records = cfg.records.model_copy(update={"database": data / cfg.records.database})
+    cameras = [c.resolved(base, data) for c in cfg.cameras]
+    auth = cfg.auth.resolved(base, records.database)
+    return cfg.model_copy(update={"data_dir": data, "routing": routing, "records": records, "cameras": cameras,
+                                  "auth": auth})
+
+
+def data_dir_of(cfg: Config, base: Path) -> Path:
+    """Where the line's data goes: `data_dir` (relative to the file's folder `base`), else systemd's
+    $STATE_DIRECTORY (StateDirectory=sorter: /var/lib/sorter; the first, when it names several),
+    else var/ beside the file. Never the config folder itself: /etc/sorter holds no data."""
+    if cfg.data_dir is not None:
+        return base / cfg.data_dir
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(state) if state else base / "var"

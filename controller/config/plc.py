@@ -143,6 +143,15 @@ class PlcConfig(Strict):
     poll_hz: float = Field(default=1000, ge=10, le=5000,
                            description="every input is polled this often, Hz (1000 = each ms); a slower link polls "
                                        "as fast as it can")
+    idle_poll_hz: float | None = Field(default=None, ge=5, le=5000,
+                                       description="with nothing on the belt (no parcel tracked, no output on, the "
+                                                   "induct photo-eye clear) for idle_after_s, poll this often "
+                                                   "instead, Hz, so an idle line costs a fraction of a core; back to "
+                                                   "poll_hz from the poll that sees the induct photo-eye blocked. "
+                                                   "The first parcel's head is then known to half an idle period: "
+                                                   "fit plc.latch for exact heads; none = always poll_hz")
+    idle_after_s: float = Field(default=1.0, ge=0, le=600,
+                                description="how long the belt must be empty before polling at idle_poll_hz, s")
     reconnect_min_s: float = Field(default=0.2, gt=0, le=60,
                                    description="after a lost link, the first reconnection attempt after this, s; "
                                                "the wait doubles up to reconnect_max_s")

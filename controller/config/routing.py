@@ -60,7 +60,8 @@ class LookupConfig(Strict):
 
 class RoutingConfig(Strict):
     routes: Path = Field(description="route table (YAML, or CSV): rules -> chutes")
-    manifest: Path = Field(description="SQLite manifest database (waybill -> town / sort code / address)")
+    manifest: Path = Field(description="SQLite manifest database (waybill -> town / sort code / address), relative "
+                                       "to data_dir")
     towns: Path | None = Field(default=None, description="gazetteer (towns.yaml); default: the towns the rules name")
     carriers: Path | None = Field(default=None, description="carriers' waybill formats (carriers.yaml); default: built in")
     lookup: LookupConfig | None = Field(default=None, description="real-time lookup of waybills not in the manifest")
@@ -74,13 +75,15 @@ class RoutingConfig(Strict):
         default=None, description="folder the carriers' advice files are dropped into (e.g. by SFTP): every "
         "complete *.csv / *.json in it is imported into the manifest as `sorter manifest import` does, then moved "
         "to done/ (or to refused/, with a .why naming the bad lines). Upload as NAME.csv.part and rename when "
-        "complete, or the file is taken once it is a second old. Unset: no inbox (`sorter sim` uses "
+        "complete, or the file is taken once it is a second old. Relative to data_dir. Unset: no inbox (`sorter sim` uses "
         "MANIFEST-inbox/ beside the manifest MANIFEST.db)")
 
-    def resolve(self, base: Path) -> "RoutingConfig":
-        """The same with every relative path made relative to `base` (the line file's folder)."""
-        upd = {k: base / getattr(self, k) for k in ("routes", "manifest", "towns", "carriers", "manifest_inbox")
-               if getattr(self, k) is not None}
+    def resolve(self, base: Path, data: Path | None = None) -> "RoutingConfig":
+        """The same with every relative path made absolute: the config files' relative to `base` (the
+        line file's folder), the manifest's and the inbox's to `data` (the data_dir; default `base`)."""
+        data = base if data is None else data
+        upd = {k: (data if k in ("manifest", "manifest_inbox") else base) / getattr(self, k)
+               for k in ("routes", "manifest", "towns", "carriers", "manifest_inbox") if getattr(self, k) is not None}
         return self.model_copy(update=upd)
 
 

@@ -70,15 +70,19 @@ class CameraConfig(Strict):
     engines: list[Engine] = Field(default_factory=lambda: ["zbar", "zxing"], min_length=1,
                                   description="decoding engines, in order: zxing retries what zbar missed "
                                               "and reads Data Matrix / PDF417")
-    nice: int = Field(default=10, ge=0, le=19, description="process priority of the decoder (0 = normal, 19 = "
-                                                           "lowest): decoders yield the CPU to the timing loop")
+    nice: int = Field(default=0, ge=0, le=19, description="process priority of the decoder (0 = normal, 19 = "
+                                                          "lowest). The timing loop runs SCHED_FIFO and never "
+                                                          "waits for a decoder whatever this is; a higher value "
+                                                          "only gives the CPU to the service and the page first "
+                                                          "(on two cores, 10 starved the decoders: most frames "
+                                                          "dropped as stale)")
     max_frame_age_ms: float = Field(default=800, ge=10, le=60_000,
                                     description="a frame older than this when its turn comes is dropped: "
                                                 "its parcel is past deciding, and decoding it would only delay the next")
     properties: CameraProperties = Field(default=CameraProperties(),
                                          description="settings asked of the camera (cameras only, not code readers)")
     calibration: Path | None = Field(default=None, description="pixel -> belt mm calibration (`sorter calibrate` "
-                                     "writes it); default calibration/NAME.json next to the config, if present")
+                                     "writes it), relative to data_dir; default calibration/NAME.json in data_dir, if present")
     read_rate_floor: float = Field(default=0.95, ge=0, le=1, description="alarm when the read rate over the "
                                    "last read_rate_window parcels falls below this (0.95 = 95 %; 0 = never)")
     read_rate_window: int = Field(default=200, ge=10, le=100_000,
@@ -88,8 +92,8 @@ class CameraConfig(Strict):
                                                                      "for this long is reopened")
     ring_mb: float = Field(default=96, ge=4, le=4096, description="shared-memory frame ring (hand-off + the "
                                                                   "recent frames kept for no-read images)")
-    noread_dir: Path | None = Field(default=None, description="where no-read frames are kept "
-                                    "(default: noreads/ next to the records database)")
+    noread_dir: Path | None = Field(default=None, description="where no-read frames are kept, relative to "
+                                    "data_dir (default: noreads/ in data_dir)")
     noread_max_mb: float = Field(default=500, ge=1, le=1_000_000, description="oldest no-read images are deleted beyond this")
     reader_symbology: Symbology = Field(default="code128", description="code readers: symbology of a line "
                                         "without an AIM identifier (]C0 …)")
@@ -129,16 +133,21 @@ class CameraConfig(Strict):
         source_kind(self.source)  # raises ValueError naming the problem
         return self
 
-    def resolved(self, base: Path) -> "CameraConfig":
-        """Paths made relative to the config file's folder ``base``; the default calibration file
-        (``calibration/NAME.json`` next to the config) is used when it exists."""
+    def resolved(self, base: Path, data: Path | None = None) -> "CameraConfig":
+        """Paths made absolute: a video or image folder source relative to the config file's folder
+        ``base``, the calibration and the no-read folder to the data_dir ``data`` (default ``base``).
+        The default calibration file ``calibration/NAME.json`` in the data_dir is used when it exists
+        (or, from before data_dir, the one next to the config)."""
+        data = base if data is None else data
         upd: dict = {}
         if self.calibration is not None:
-            upd["calibration"] = base / self.calibration
+            upd["calibration"] = data / self.calibration
+        elif (data / "calibration" / f"{self.name}.json").exists():
+            upd["calibration"] = data / "calibration" / f"{self.name}.json"
         elif (base / "calibration" / f"{self.name}.json").exists():
             upd["calibration"] = base / "calibration" / f"{self.name}.json"
         if self.noread_dir is not None:
-            upd["noread_dir"] = base / self.noread_dir
+            upd["noread_dir"] = data / self.noread_dir
         kind = None
         try:
             from sorter.controller.config.sources import source_kind
@@ -172,8 +181,14 @@ def verify_cameras(cfg) -> list[tuple[str, str]]:
 
 
 def noread_dir(cfg, cam: CameraConfig | None = None) -> Path:
-    """Where a camera's no-read frames are kept: ``cameras[].noread_dir`` or ``noreads/`` next to the
-    records database (the service passes it to the worker as ``keep_dir``; the API lists it)."""
+    """Where a camera's no-read frames are kept: ``cameras[].noread_dir`` or ``noreads/`` in the
+    data_dir (the service passes it to the worker as ``keep_dir``; the API lists it)."""
     if cam is not None and cam.noread_dir is not None:
         return Path(cam.noread_dir)
-    return Path(cfg.records.database).parent / "noreads"
+    return data_dir(cfg) / "noreads"
+
+
+def data_dir(cfg) -> Path:
+    """The line's data folder (set by the loader); a config built in code without one keeps its
+    data beside its records database, as before data_dir."""
+    return Path(cfg.data_dir) if getattr(cfg, "data_dir", None) is not None else Path(cfg.records.database).parent

@@ -26,6 +26,25 @@ class Open(NamedTuple):
     run_id: str
     parcel_id: int
     induct_wall: float | None
+    latch_seq: int | None = None  # the latch's head-edge count with this parcel accounted for
+
+
+class LatchMark(NamedTuple):
+    """The latch's head-edge count up to which every parcel has a journal row or a record."""
+    seq: int
+
+
+def mark_latch(conn: sqlite3.Connection, seq: int) -> None:
+    conn.execute("INSERT OR REPLACE INTO line_marks (name, value) VALUES ('latch_seq', ?)", (int(seq),))
+
+
+def stored_latch_mark(conn: sqlite3.Connection) -> int | None:
+    row = conn.execute("SELECT value FROM line_marks WHERE name = 'latch_seq'").fetchone()
+    return None if row is None else int(row[0])
+
+
+def clear_latch_mark(conn: sqlite3.Connection) -> None:
+    conn.execute("DELETE FROM line_marks WHERE name = 'latch_seq'")
 
 
 def open_row(conn: sqlite3.Connection, item: Open, now: float) -> bool:

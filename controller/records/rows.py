@@ -16,7 +16,7 @@ import sqlite3
 import time
 from typing import Any, Iterable
 
-from sorter.controller.records.journal import Open, close_row, collision, open_row
+from sorter.controller.records.journal import LatchMark, Open, close_row, collision, mark_latch, open_row
 from sorter.controller.records.schema import FIELD_NAMES, OUTCOMES
 
 # the records log under one name, the one they had before the split (filters and greps keep working)
@@ -165,6 +165,11 @@ def _insert_rows(conn: sqlite3.Connection, records: Iterable[dict[str, Any] | Op
     for rec in records:
         if type(rec) is Open:
             collisions += not open_row(conn, rec, now)
+            if rec.latch_seq is not None:
+                mark_latch(conn, rec.latch_seq)
+            continue
+        if type(rec) is LatchMark:
+            mark_latch(conn, rec.seq)
             continue
         try:
             row, problems = record_to_row(rec, now)

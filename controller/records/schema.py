@@ -27,9 +27,25 @@ OUTCOMES = (
     "fault",
 )
 
-SCHEMA_VERSION = 3  # 3: the parcel journal
+SCHEMA_VERSION = 5  # 3: the parcel journal; 4: the upload outbox and the forwarders' cursors;
+#                    5: keying by hand (keyed_* columns), the audit of control actions, the alarm history
+# a parcel keyed by hand on the page or at the manual-sort station: what was keyed, where it routes,
+# who and when. Not record fields (the timing process never writes them); the outcome stays the
+# original one, so the line's read rate is not flattered by the keying
+KEYED_FIELDS: tuple[tuple[str, str], ...] = (
+    ("keyed_waybill", "TEXT"),
+    ("keyed_carrier", "TEXT"),
+    ("keyed_destination", "TEXT"),
+    ("keyed_chute", "TEXT"),
+    ("keyed_rule", "TEXT"),
+    ("keyed_reason", "TEXT"),
+    ("keyed_by", "TEXT"),
+    ("keyed_wall", "REAL"),
+    ("keyed_via", "TEXT"),   # review (the page's no-read review) or station (the manual-sort station)
+)
+KEYED_NAMES = tuple(name for name, _ in KEYED_FIELDS)
 # columns added after version 1 (added to an older file on open)
-_ADDED = {2: (("rule", "TEXT"), ("sort_code", "TEXT"))}
+_ADDED = {2: (("rule", "TEXT"), ("sort_code", "TEXT")), 5: KEYED_FIELDS}
 
 # record key -> SQL column type; the order is the CSV export order too
 FIELDS: tuple[tuple[str, str], ...] = (
@@ -58,7 +74,7 @@ FIELD_NAMES = tuple(name for name, _ in FIELDS)
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS parcels (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    {", ".join(f"{n} {t}" for n, t in FIELDS)},
+    {", ".join(f"{n} {t}" for n, t in FIELDS + KEYED_FIELDS)},
     written_wall REAL NOT NULL,
     UNIQUE (run_id, parcel_id)
 );
@@ -73,12 +89,72 @@ CREATE TABLE IF NOT EXISTS journal (
     opened_wall REAL NOT NULL,
     PRIMARY KEY (run_id, parcel_id)
 ) WITHOUT ROWID;
+-- marks the line leaves for its next start. 'latch_seq': the encoder latch's head-edge counter up to
+-- which every parcel has a journal row or a record, kept in the same transactions (controller/timing/
+-- latch.py), deleted on a clean stop, so a start that finds it follows a crash
+CREATE TABLE IF NOT EXISTS line_marks (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bad_records (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     written_wall REAL NOT NULL,
     error TEXT NOT NULL,
     raw TEXT NOT NULL
 );
+-- events for the carriers' and the platform's webhooks (records/outbox.py): one row per target and
+-- parcel event, filled from parcels in the same transaction that moves the 'outbox' cursor
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    target TEXT NOT NULL,
+    key TEXT NOT NULL,
+    event TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_wall REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    tries INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    last_try_wall REAL,
+    sent_wall REAL,
+    UNIQUE (target, key)
+);
+CREATE INDEX IF NOT EXISTS outbox_state ON outbox (target, state, id);
+-- how far a forwarder (site database, outbox filler) has read the parcels table, by parcels.id
+CREATE TABLE IF NOT EXISTS cursors (
+    name TEXT PRIMARY KEY,
+    last_id INTEGER NOT NULL
+) WITHOUT ROWID;
+-- every control action from the page or the API (records/audit.py): who, what, on what, the result
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    wall REAL NOT NULL,
+    user TEXT NOT NULL,
+    role TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT,
+    result TEXT NOT NULL,
+    detail TEXT,
+    client TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_wall ON audit (wall);
+-- one row per alarm from raised to cleared (records/audit.py), kept after it clears
+CREATE TABLE IF NOT EXISTS alarm_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    alarm_id TEXT NOT NULL,
+    code TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    text TEXT NOT NULL,
+    first_wall REAL NOT NULL,
+    last_wall REAL NOT NULL,
+    count INTEGER NOT NULL,
+    cleared_wall REAL,
+    acked_by TEXT,
+    acked_wall REAL,
+    shelved_by TEXT,
+    shelved_until REAL
+);
+CREATE INDEX IF NOT EXISTS alarm_history_first ON alarm_history (first_wall);
+CREATE INDEX IF NOT EXISTS parcels_keyed_waybill ON parcels (keyed_waybill);
 """
 
 

@@ -116,3 +116,59 @@ class RecordStore:
         character) is prefixed with ``'`` — waybill text comes from untrusted barcodes.
         """
         return write_day_csv(self._conn, self._lock, fileobj, day, carrier)
+
+    # ---------------------------------------------------------------- audit, alarms, search, keying
+    def add_audit(self, user: str, role: str, action: str, target: str | None, result: str,
+                  detail: str | None = None, client: str | None = None) -> int:
+        from sorter.controller.records.audit import add_audit
+        return add_audit(self._conn, self._lock, user, role, action, target, result, detail, client)
+
+    def recent_audit(self, limit: int = 20, user: str | None = None, action: str | None = None) -> list[dict]:
+        from sorter.controller.records.audit import recent_audit
+        return recent_audit(self._conn, self._lock, limit, user, action)
+
+    def save_alarm(self, row_id: int | None, alarm: dict) -> int:
+        from sorter.controller.records.audit import save_alarm
+        return save_alarm(self._conn, self._lock, row_id, alarm)
+
+    def alarm_history(self, limit: int = 50) -> list[dict]:
+        from sorter.controller.records.audit import alarm_history
+        return alarm_history(self._conn, self._lock, limit)
+
+    def search(self, **criteria: Any) -> list[dict[str, Any]]:
+        from sorter.controller.records.search import search
+        return search(self._conn, self._lock, **criteria)
+
+    def parcel(self, run_id: str, parcel_id: int) -> dict[str, Any] | None:
+        from sorter.controller.records.search import parcel
+        return parcel(self._conn, self._lock, run_id, parcel_id)
+
+    def key_parcel(self, run_id: str, parcel_id: int, **keyed: Any) -> bool:
+        from sorter.controller.records.search import key_parcel
+        return key_parcel(self._conn, self._lock, run_id, parcel_id, **keyed)
+
+    def needs_keying(self, limit: int = 50) -> list[dict[str, Any]]:
+        from sorter.controller.records.search import needs_keying
+        return needs_keying(self._conn, self._lock, limit)
+
+    # ---------------------------------------------------------------- totals, series, export rows (records/report.py)
+    def totals(self, since: float, until: float) -> dict[str, Any]:
+        from sorter.controller.records.report import totals
+        return totals(self._conn, self._lock, since, until)
+
+    def totals_by(self, by: str, since: float, until: float, limit: int = 500) -> list[dict[str, Any]]:
+        from sorter.controller.records.report import totals_by
+        return totals_by(self._conn, self._lock, by, since, until, limit)
+
+    def outcome_series(self, since: float, until: float, bucket_s: int) -> tuple[list[float], dict]:
+        from sorter.controller.records.report import outcome_series
+        return outcome_series(self._conn, self._lock, since, until, bucket_s)
+
+    def camera_read_series(self, since: float, until: float, bucket_s: int) -> tuple[list[float], dict]:
+        from sorter.controller.records.report import camera_read_series
+        return camera_read_series(self._conn, self._lock, since, until, bucket_s)
+
+    def iter_records(self, **criteria: Any) -> Iterable[dict[str, Any]]:
+        """Every record matching the search's criteria, oldest first, in batches (an export)."""
+        from sorter.controller.records.report import iter_records
+        return iter_records(self._conn, self._lock, **criteria)

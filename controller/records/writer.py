@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sorter.controller.records.journal import Open, fault_record, open_rows
+from sorter.controller.records.journal import (LatchMark, Open, clear_latch_mark, fault_record, open_rows,
+                                               stored_latch_mark)
 from sorter.controller.records.rows import _insert_rows, _repr_tree
 from sorter.controller.records.schema import connect
 
@@ -73,9 +74,14 @@ class RecordWriter:
             self._submitted += 1
         self._q.put(record)
 
-    def open(self, run_id: str, parcel_id: int, induct_wall: float | None) -> None:
-        """A parcel entered the belt: its journal row, closed by its record."""
-        self.submit(Open(run_id, parcel_id, induct_wall))
+    def open(self, run_id: str, parcel_id: int, induct_wall: float | None, latch_seq: int | None = None) -> None:
+        """A parcel entered the belt: its journal row, closed by its record (and the latch's
+        head-edge count with it accounted for, kept for a start after a crash)."""
+        self.submit(Open(run_id, parcel_id, induct_wall, latch_seq))
+
+    def mark_latch(self, seq: int) -> None:
+        """Every parcel up to the latch's head-edge count `seq` has a journal row or a record."""
+        self.submit(LatchMark(seq))
 
     def flush(self, timeout: float | None = 5.0) -> bool:
         """Wait until everything submitted so far is committed. True when it was."""
@@ -203,6 +209,8 @@ class RecordWriter:
                 break
             if item is not _STOP:
                 items.append(item)
+        marks = sum(type(i) is LatchMark for i in items)  # not records: nothing to keep of them
+        items = [i for i in items if type(i) is not LatchMark]
         fallback = self.path.with_name(self.path.name + ".unsaved.jsonl")
         try:
             with open(fallback, "a", encoding="utf-8") as fh:
@@ -213,7 +221,7 @@ class RecordWriter:
                 os.fsync(fh.fileno())
             log.critical("record database unwritable: %d records saved to %s", len(items), fallback)
             with self._cond:
-                self._done += len(items)
+                self._done += len(items) + marks
             self._pending = []
         except OSError as exc:
             log.critical("record database unwritable and %s failed (%s): %d records lost",
@@ -240,3 +248,20 @@ def close_open_journal(path: str | os.PathLike[str], reason: str, now: float | N
         log.warning("%d parcels were on the belt when the last run ended without their records: recorded "
                     "as fault (%s)", len(recs), reason)
     return recs
+
+
+def take_latch_mark(path: str | os.PathLike[str]) -> int | None:
+    """The latch mark a run that did not stop cleanly left (None after a clean stop)."""
+    conn = connect(path)
+    try:
+        return stored_latch_mark(conn)
+    finally:
+        conn.close()
+
+
+def drop_latch_mark(path: str | os.PathLike[str]) -> None:
+    conn = connect(path)
+    try:
+        clear_latch_mark(conn)
+    finally:
+        conn.close()

@@ -5,7 +5,8 @@ the town (乡镇/街道) a chute serves.
 every known name in an address and takes the most specific: a village names its town; a longer
 name beats a shorter one inside it (城南镇 over 城南); names of two different towns with nothing
 to choose between them, or a village that exists in two towns, are ambiguous. Ambiguous or
-unknown -> (None, reason): the parcel is `no_route` and the record says why.
+unknown -> (None, reason): the parcel is `no_route` and the record says why; so is an address whose
+town and village disagree (a typo, or a person's name that contains a town's name).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class Gazetteer:
                 self._canon[a] = town
             for v in villages:
                 self._village.setdefault(v, []).append(town)
+                if v.endswith("社区"):   # its committee's official name, as some addresses still write it
+                    self._village.setdefault(v[:-2] + "居委会", []).append(town)
         names = sorted(set(self._canon) | set(self._village), key=len, reverse=True)
         self._rx = re.compile("|".join(re.escape(n) for n in names)) if names else None
         self._cache: dict[str, tuple[str | None, str]] = {}
@@ -86,9 +89,13 @@ class Gazetteer:
             for v, ts in village_towns.items():
                 cands = set(ts) if cands is None else cands & set(ts)
             cands = cands or set()
-            if towns_named:
+            if towns_named and cands:
                 narrowed = cands & set(towns_named)
-                cands = narrowed or cands
+                if not narrowed:
+                    # a typo, a person's name or an old address: which of the two is right is a guess
+                    return None, (f"address names {', '.join(towns_named.values())} but village "
+                                  f"{', '.join(village_towns)} is in {' and '.join(sorted(cands))}")
+                cands = narrowed
             if len(cands) == 1:
                 town = next(iter(cands))
                 v = next(v for v, ts in village_towns.items() if town in ts)

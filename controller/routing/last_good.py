@@ -1,4 +1,4 @@
-"""The routing files the line last ran on, kept beside the records: a line whose route file is
+"""The routing files the line last ran on, kept in the line's data_dir (last-good-routes/): a line whose route file is
 broken on disk when it starts (a bad edit, a half-copied file, a disk error) sorts on the tables it
 last ran with instead of not sorting at all, and says so.
 
@@ -25,7 +25,8 @@ INDEX = "index.json"
 
 
 def folder_of(cfg) -> Path:
-    return Path(cfg.records.database).parent / FOLDER
+    from sorter.controller.config.vision import data_dir
+    return data_dir(cfg) / FOLDER
 
 
 def keep(cfg, state: RoutingState) -> None:

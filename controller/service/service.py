@@ -22,23 +22,36 @@ from sorter.controller.config.routing import manifest_inbox_folder
 from sorter.controller.config.vision import noread_dir
 from sorter.controller.records.journal import RESTARTED, fault_record
 from sorter.controller.records.store import RecordStore, RecordWriter
-from sorter.controller.records.writer import close_open_journal
+from sorter.controller.records.writer import close_open_journal, drop_latch_mark, take_latch_mark
 from sorter.controller.routing import last_good
 from sorter.controller.routing.inbox import ManifestInbox
 from sorter.controller.routing.router import Router, config_paths
 from sorter.controller.routing.router import _signature as files_signature
 from sorter.controller.routing.routes import RoutesError
+from sorter.controller.routing.routes.safety import FORCE_HINT, unsafe
+from sorter.controller.service.alarm_book import AlarmBook
 from sorter.controller.service.camera_health import CameraHealth
 from sorter.controller.service.processes import CTX, spawn, stop_process
 from sorter.controller.service.stats import LineStats
+from sorter.controller.service.status_cache import StatusCache
 from sorter.controller.timing.alarms import Alarms
 from sorter.controller.timing.process import timing_main
 from sorter.messages import (CameraDown, CameraHealthReport, CameraIdle, CameraUp, FrameReads, Hello, Inducted,
                              InstallRouting, KeepFrames, ParcelWindow, Read, Record, ResetLine, SetChuteEnabled,
-                             SetPaused, Stop, TimingStatus, Watermark)
+                             SetPaused, SetTestMode, SilenceBuzzer, Stop, TimingStatus, Watermark)
 from sorter.vision.worker import camera_main
 
 log = logging.getLogger("sorter.service")
+
+
+def _safe_first(router: Router) -> Router:
+    """`router`, when its table may be the first in force: one with no rules or no default (an
+    empty or cut-short file) is refused as a bad file is (RoutesError), never sorted on silently."""
+    problems = unsafe(router.table)
+    if problems:
+        router.close()
+        raise RoutesError([*problems, FORCE_HINT])
+    return router
 TIMING_STOP_S = 5   # the timing process puts the outputs in their safe state, then ends
 CAMERA_STOP_S = 3
 
@@ -52,9 +65,13 @@ class Service:
         self.camera_sources = camera_sources or {c.name: c.source for c in cfg.cameras}
         self.run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         self.alarms = Alarms()
+        self.alarm_book = AlarmBook()   # their life and history (saved once the records are open)
+        self.chute_emptied: dict[str, tuple[float, int, str]] = {}  # chute -> (wall, count then, who)
         self.stats = LineStats()
         self.started_mono = time.monotonic()
         self.timing_status: dict = {}
+        self.timing_status_seq = 0  # TimingStatus messages received (service/watchdog.py)
+        self.retention = None  # the nightly purge (records/retention.py), started by the wiring
         self.timing_hello: dict = {}
         self.recent: deque[dict] = deque(maxlen=20)
         self.cameras = {c.name: CameraHealth(c.name) for c in cfg.cameras}
@@ -65,6 +82,7 @@ class Service:
         self._send_lock = threading.Lock()
         self._cameras_stopped = threading.Event()
         self._snapshot: dict = {}
+        self.published = StatusCache()  # the snapshot as the API serves it: JSON made once per change
         self.sim_status: dict | None = None
         self.lookup = None
         self.inbox: ManifestInbox | None = None
@@ -80,22 +98,32 @@ class Service:
         self.timing_starts = 0
         self.journal_faults = {"previous_run": 0, "timing_restart": 0}
         self._db_errors_seen = 0
+        # a site's parts (site database forwarder, MQTT, uploads; sorter.controller.app attaches them)
+        self.site_parts: dict[str, object] = {}
 
     # ---------------------------------------------------------------- parts (the wiring starts them in order)
     def open_records(self) -> None:
         Path(self.cfg.records.database).parent.mkdir(parents=True, exist_ok=True)
         # parcels that were on the belt when the last run ended without their records
         self.journal_faults["previous_run"] = len(close_open_journal(self.cfg.records.database, RESTARTED))
+        # after a crash, the latch counts on from where the last run had accounted for every parcel:
+        # the ones that crossed the eye since (its last ~0.1 s, or while nothing ran) get records
+        self.latch_seq = take_latch_mark(self.cfg.records.database)
+        if self.latch_seq is not None:
+            log.warning("the last run ended without a clean stop: parcels the latch counted since head edge "
+                        "%d will be recorded as crossed unseen", self.latch_seq)
         self.store = RecordStore(self.cfg.records.database)
+        self.alarm_book.save = self.store.save_alarm
         self.writer = RecordWriter(self.cfg.records.database)
 
     def close_records(self) -> None:
-        self.writer.close()  # writes what is still queued
+        if self.writer.close():  # writes what is still queued
+            drop_latch_mark(self.cfg.records.database)  # a clean stop: nothing crossed unaccounted
         self.store.close()
 
     def open_routing(self) -> None:
         try:
-            self.router = Router.from_config(self.cfg)  # loads and watches the routing files
+            self.router = _safe_first(Router.from_config(self.cfg))  # loads and watches the routing files
             last_good.keep(self.cfg, self.router.state)
         except RoutesError as exc:
             self._start_on_last_good("\n".join(exc.problems))
@@ -238,9 +266,10 @@ class Service:
                         self.max_pid = max(self.max_pid, msg.parcel_id)
                         if msg.latch_seq is not None:
                             self.latch_seq = msg.latch_seq
-                    self.writer.open(msg.run_id, msg.parcel_id, msg.induct_wall)
+                    self.writer.open(msg.run_id, msg.parcel_id, msg.induct_wall, msg.latch_seq)
                 elif kind is TimingStatus:
                     self.timing_status = msg.status
+                    self.timing_status_seq += 1  # the loop's progress: what systemd's watchdog is fed from
                 elif kind is Hello:
                     self.timing_hello = msg.info
 
@@ -249,8 +278,10 @@ class Service:
             if rec.get("run_id") == self.run_id and isinstance(rec.get("parcel_id"), int):
                 self.open_parcels.pop(rec["parcel_id"], None)
                 self.max_pid = max(self.max_pid, rec["parcel_id"])
-            if rec.get("_latch_seq") is not None:
-                self.latch_seq = rec["_latch_seq"]
+            seq = rec.get("_latch_seq")
+            if seq is not None and seq != self.latch_seq:
+                self.latch_seq = seq
+                self.writer.mark_latch(seq)  # a parcel recorded unseen moves the count on too
         scan = rec.pop("_scan_mono", None)
         for key in [k for k in rec if k.startswith("_")]:
             rec.pop(key)
@@ -261,7 +292,7 @@ class Service:
                     q.put_nowait(ParcelWindow(rec["run_id"], rec["parcel_id"], scan[0], scan[1]))
                 except queue.Full:
                     pass
-        if rec.get("outcome") == "no_read" and scan is not None:
+        if rec.get("outcome") in ("no_read", "multi_read") and scan is not None:
             # ask every camera to keep what it saw of the parcel, for a supervisor to key in by hand
             for q in self.camera_cmds.values():
                 try:
@@ -273,6 +304,9 @@ class Service:
         self.recent.appendleft(rec)
         if self.record_hook is not None:
             self.record_hook(rec)
+        mqtt = self.site_parts.get("mqtt")
+        if mqtt is not None:
+            mqtt.on_record(rec)
 
     def _camera_relay(self) -> None:
         while not self._cameras_stopped.is_set():
@@ -367,7 +401,8 @@ class Service:
         chute_counts = s.get("chute_counts", {})
         full, disabled = ts.get("full", {}), set(ts.get("disabled", []))
         plc = ts.get("plc", {"url": self.plc_url, "connected": False, "errors": 0})
-        alarms = self.alarms.list() + ts.get("alarms", [])
+        self.alarm_book.update(self.alarms.list() + ts.get("alarms", []))
+        alarms = self.alarm_book.active()
         # the timing process's line state machine is the one answer; before it speaks, booting
         ls = ts.get("line") or {"state": "booting", "reason": "starting the timing process", "test_mode": None}
         if not self.timing_proc.is_alive():
@@ -382,11 +417,13 @@ class Service:
                      "routing_version": ts.get("routing_version", ""), "run_id": self.run_id,
                      "timing_policy": ts.get("policy", ""), "tracked": ts.get("tracked", 0),
                      "timing_pid": self.timing_hello.get("pid"), "timing_starts": self.timing_starts,
-                     "counters": ts.get("counters", {}), "read_offsets": ts.get("read_offsets", {})},
+                     "counters": ts.get("counters", {}), "read_offsets": ts.get("read_offsets", {}),
+                     "confirm_offsets": ts.get("confirm_offsets", {})},
             "counts": s["counts"], "throughput_pph": s["throughput_pph"], "read_rate": s["read_rate"],
             "fire_error_ms": s["fire_error_ms"], "decision_ms": s["decision_ms"],
-            "chutes": [{"id": c.id, "name": c.name, "count": chute_counts.get(c.id, 0),
-                        "full": bool(full.get(c.id)), "enabled": c.id not in disabled}
+            # every fire's timing error, binned by the timing process (/metrics' histogram, the charts)
+            "fire_hist": (ts.get("io") or {}).get("fire_hist"),
+            "chutes": [self._chute_view(c, chute_counts.get(c.id, 0), bool(full.get(c.id)), c.id not in disabled)
                        for c in self.cfg.line.chutes],
             "cameras": [h.snapshot(self.camera_procs.get(n) is not None and self.camera_procs[n].is_alive())
                         for n, h in self.cameras.items()],
@@ -398,9 +435,34 @@ class Service:
                         "faulted_timing_restart": self.journal_faults["timing_restart"],
                         "db_errors": self.writer.db_errors, "last_error": self.writer.last_error},
             "lookup": self.lookup.stats() if self.lookup is not None else None,
+            "retention": self.retention.status() if self.retention is not None else None,
+            **{key: self._site_status(key) for key in ("site_db", "mqtt", "uploads")},
         }
         if self.sim_status is not None:
             self._snapshot["sim"] = self.sim_status
+        self.published.publish(self._snapshot)
+
+    def _chute_view(self, c, count: int, full: bool, enabled: bool) -> dict:
+        view = {"id": c.id, "name": c.name, "count": count, "full": full, "enabled": enabled}
+        emptied = self.chute_emptied.get(c.id)
+        # parcels in the chute since somebody last said it was emptied (page, API)
+        view["since_emptied"] = count - emptied[1] if emptied else count
+        view["emptied_wall"], view["emptied_by"] = (emptied[0], emptied[2]) if emptied else (None, None)
+        return view
+
+    def _site_status(self, key: str) -> dict | None:
+        part = self.site_parts.get(key)
+        if part is None:
+            return None  # not configured
+        try:
+            return part.status()
+        except Exception as exc:  # noqa: BLE001 - the page still shows the rest
+            return {"last_error": f"status unavailable: {exc}"}
+
+    def resend_uploads(self, target: str | None = None) -> int | None:
+        """Dead-lettered uploads back to pending (API). None: no such target (or no uploads)."""
+        uploads = self.site_parts.get("uploads")
+        return None if uploads is None else uploads.resend(target)
 
     def status(self) -> dict:
         return self._snapshot
@@ -411,6 +473,51 @@ class Service:
             return False
         self.send(SetChuteEnabled(chute_id, enabled))
         return True
+
+    def mark_chute_emptied(self, chute_id: str, who: str = "") -> bool:
+        """A person emptied the chute: its count since emptied starts again from zero."""
+        if chute_id not in {c.id for c in self.cfg.line.chutes}:
+            return False
+        count = self.stats.snapshot().get("chute_counts", {}).get(chute_id, 0)
+        self.chute_emptied[chute_id] = (time.time(), count, who)
+        self._rebuild_snapshot()
+        return True
+
+    def ack_alarm(self, alarm_id: str, who: str = "") -> bool:
+        """Acknowledged: said on the alarm, and the tower's buzzer silenced."""
+        ok = self.alarm_book.ack(alarm_id, who)
+        if ok:
+            self.send(SilenceBuzzer(who))
+            self._rebuild_snapshot()
+        return ok
+
+    def shelve_alarm(self, alarm_id: str, who: str = "", seconds: float = 3600) -> bool:
+        ok = self.alarm_book.shelve(alarm_id, who, seconds)
+        if ok:
+            self._rebuild_snapshot()
+        return ok
+
+    def set_test_mode(self, mode: str, chute: str | None = None, who: str = "") -> tuple[bool, str]:
+        """A commissioning test mode from the page (technician): every parcel to `chute` (fixed) or
+        to each diverter chute in turn (round_robin), whatever its reads; off = the routes again."""
+        if mode not in ("off", "fixed", "round_robin"):
+            return False, f"unknown test mode {mode!r}"
+        if self.cfg.plc.mode != "direct":
+            return False, "test modes drive the diverters directly: not in PLC tracking mode"
+        if mode == "fixed" and chute not in {c.id for c in self.cfg.line.chutes if c.diverter}:
+            return False, f"test mode fixed needs a chute with a diverter, not {chute!r}"
+        self.send(SetTestMode(mode, chute if mode == "fixed" else None, who))
+        return True, f"test mode {mode}{' ' + chute if mode == 'fixed' else ''} sent"
+
+    def route_waybill(self, waybill: str) -> dict:
+        """Where a waybill keyed by hand goes, by the table in force (as if a camera had read it)."""
+        with self._routing_lock:
+            router = self.router
+        if router is None:
+            return {"outcome": "no_route", "chute": None, "waybill": waybill, "carrier": None,
+                    "destination": None, "reason": self.routing_error or "no routing table", "routing_version": "",
+                    "rule": None, "sort_code": None}
+        return router.decide([("code128", waybill)]).as_dict()
 
     def pause(self) -> None:
         self.send(SetPaused(True))
@@ -435,15 +542,17 @@ class Service:
         decided that a table with no rules, no default or far fewer rules is right."""
         with self._routing_lock:
             if self.router is None:
-                return self._first_table()
+                return self._first_table(force)
             ok, text = self.router.reload(force=force)
             self._routing_outcome(ok, text)
         return ok, text
 
-    def _first_table(self) -> tuple[bool, str]:
-        """There has been no table at all: try the files again."""
+    def _first_table(self, force: bool = False) -> tuple[bool, str]:
+        """There has been no table at all: try the files again (`force`: a person decided that a
+        table with no rules or no default is right)."""
         try:
-            self.router = Router.from_config(self.cfg)
+            router = Router.from_config(self.cfg)
+            self.router = router if force else _safe_first(router)
         except RoutesError as exc:
             self.routing_error = "routing files refused and no last good table kept: " + \
                 (exc.problems[0] if exc.problems else "")

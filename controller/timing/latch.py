@@ -110,6 +110,10 @@ class PlcTracker(Tracker):
             for item in q:
                 item[1] += 1
         while self._heads and self._heads[0][1] >= UNMATCHED_POLLS:
+            # a parcel went by unseen while another may still be on the eye: that one's tail is
+            # uncertain (the unseen one's tail may be taken for it)
+            self._uncertain_on_eye("another parcel crossed the induct photo-eye unseen while it was on it: "
+                                   "its length is not known")
             self._record_unseen(self._heads.popleft())
         while self._tails and self._tails[0][1] >= UNMATCHED_POLLS:
             self._tails.popleft()
@@ -150,6 +154,11 @@ class PlcTracker(Tracker):
 
     def _induct_tail(self, t_edge: float) -> None:
         if self.latch is not None and self._tails:
+            if len(self._tails) > 1:
+                # several parcels left the eye between two polls: which latched tail is this
+                # parcel's is not known, and a wrong one would stretch it over the next parcel
+                self._uncertain_on_eye("several parcels crossed the induct photo-eye between two polls: "
+                                       "its length is not known")
             while len(self._tails) > 1:
                 self._tails.popleft()
             raw, _ = self._tails.popleft()
@@ -168,6 +177,12 @@ class PlcTracker(Tracker):
                 return  # the latch counted its head: it has its record (unseen) already
             self._allow_orphan_tail = self.latch is None
         super()._induct_tail(t_edge)
+
+    def _uncertain_on_eye(self, reason: str) -> None:
+        for p in self.parcels:
+            if p.tail_count is None and p.outcome is None and p.state == "scanning":
+                p.outcome, p.reason = "fault", reason
+                self.counters["uncertain_edges"] = self.counters.get("uncertain_edges", 0) + 1
 
     def _record_unseen(self, edge: list | None = None) -> None:
         """A parcel crossed the induct photo-eye while the controller could not see it: it gets a

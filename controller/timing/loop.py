@@ -38,10 +38,13 @@ from sorter.controller.timing.clock import SystemClock
 from sorter.controller.config.line import Config
 from sorter.controller.routing.router import RouteDecision, Router
 from sorter.controller.timing.line_state import LineState
+from sorter.controller.timing.link_pace import LinkPace
+from sorter.controller.timing.outputs import Action
 from sorter.controller.timing.tracker import Tracker
 from sorter.controller.timing.latch import PlcTracker
 from sorter.plc.line_io import DeviceRefused, LinkDown, NoAnswer, open_line_io
-from sorter.messages import (Hello, Inducted, InstallRouting, Read, Record, ResetLine, SetChuteEnabled, SetPaused, Stop,
+from sorter.messages import (Hello, Inducted, InstallRouting, Read, Record, ResetLine, SetChuteEnabled, SetPaused,
+                             SetTestMode, SilenceBuzzer, Stop,
                              TimingStatus, Watermark)
 
 log = logging.getLogger("sorter.timing")
@@ -118,8 +121,12 @@ class TimingLoop:
         self.latched = isinstance(tracker, PlcTracker) and tracker.latch is not None
         self.alarms = Alarms(wall=self.clock.wall)
         self.period = 1.0 / cfg.plc.poll_hz
+        self.idle_period = 1.0 / cfg.plc.idle_poll_hz if cfg.plc.idle_poll_hz else None
+        self.quiet_since: float | None = None
+        self.idle_polls = 0
         self.stop = False
         self.rtt = 0.0003      # a write's round trip (moving average)
+        self.pace = LinkPace(cfg.plc.max_late_ms / 1000, timed_by_answer=getattr(self.io, "kind", "tcp") == "tcp")
         self.poll_s = 0.0006   # one poll of every input (moving average)
         self.policy = "normal"
         self.outbox: list = []  # messages for the service, sent once per turn
@@ -130,7 +137,11 @@ class TimingLoop:
         self.hb_next = 0.0
         self.hb_period = cfg.plc.heartbeat.period_ms / 1000 if cfg.plc.heartbeat else None
         self.aux: dict[str, int] = {}  # low-priority writes pending: signal -> value (tower, induct enable)
+        # the last turn wrote the heartbeat or an aux signal: this one polls (over a slow link the
+        # heartbeat, always due again, would otherwise leave the inputs unread)
+        self.wrote_last = False
         self.tower_state: str | None = None
+        self.buzzer_silenced = False
         self.induct_state: int | None = None
         self.link_losses = 0
         self.write_faults = 0
@@ -206,6 +217,10 @@ class TimingLoop:
             self.line.set_paused(bool(msg.paused))
         elif kind is ResetLine:
             self._reset(msg.who or "the API")
+        elif kind is SilenceBuzzer:
+            self._silence_buzzer(msg.who)
+        elif kind is SetTestMode:
+            self._set_test_mode(msg.mode, msg.chute, msg.who)
         elif kind is InstallRouting:
             self._install(msg.state)
         elif kind is Stop:
@@ -228,9 +243,12 @@ class TimingLoop:
             "belt_speed_mps": round(t.clock.speed_mm_s / 1000, 3) if t.clock.last_mono else None,
             "tracked": len(t.parcels), "outputs_on": t.outputs.outputs_on(),
             "counters": dict(t.counters, polls=self.polls, link_losses=self.link_losses,
-                             write_faults=self.write_faults),
+                             write_faults=self.write_faults, idle_polls=self.idle_polls, slow_link_spells=self.pace.slow_spells,
+                             switch_ons_refused_slow_link=self.pace.refused_switch_ons,
+                             switch_ons_answered_late=self.pace.late_switch_ons),
             "unexpected_by_chute": dict(t.unexpected_by_chute),
             "read_offsets": t.read_offsets(),
+            "confirm_offsets": t.confirm_offsets(),
             "alarms": self.alarms.list(),
             "full": {c.id: bool(c.full_signal and t.bits.get(c.full_signal)) for c in self.cfg.line.chutes},
             "disabled": sorted(t.disabled), "paused": self.line.paused, "policy": self.policy,
@@ -239,7 +257,9 @@ class TimingLoop:
             # for plc/api_plc.py (GET /api/io): the live I/O and the fire timing histogram
             "io": {"mode": self.plc.mode, "test_mode": self.plc.test_mode, "inputs": dict(self.values),
                    "safe_reason": self.safe_reason, "latch": self.latched, "rtt_ms": round(self.rtt * 1000, 3),
+                   "pace": self.pace.snapshot(),
                    "heartbeat": self.hb_value if self.hb_period else None, "tower": self.tower_state,
+                   "buzzer_silenced": self.buzzer_silenced,
                    "fire_hist": self.fires.snapshot()},
         }
 
@@ -400,8 +420,31 @@ class TimingLoop:
             sig = getattr(t, colour)
             if sig:
                 self.aux[sig] = int(colour == state)
+        if state == "red":
+            self.buzzer_silenced = False   # a new red sounds again, whoever silenced the last one
         if t.buzzer:
-            self.aux[t.buzzer] = int(state == "red")
+            self.aux[t.buzzer] = int(state == "red" and not self.buzzer_silenced)
+
+    def _set_test_mode(self, mode: str, chute: str | None, who: str) -> None:
+        """A test mode switched while the line runs: the parcels decided from now on follow it."""
+        if not hasattr(self.tracker, "decide_fn"):   # PLC tracking: the PLC decides nothing of ours
+            log.warning("test mode %s from %s refused: this tracking mode has no test modes", mode, who)
+            return
+        plc = self.cfg.plc.model_copy(update={"test_mode": mode, "test_chute": chute if mode == "fixed" else None})
+        self.cfg = self.cfg.model_copy(update={"plc": plc})
+        self.plc = plc
+        self.tracker.decide_fn = test_mode_decide(self.cfg, self._decide)
+        self.line.test_mode = None if mode == "off" else (f"fixed:{chute}" if mode == "fixed" else mode)
+        self._set_tower()
+        log.warning("test mode %s%s switched by %s", mode, f" ({chute})" if chute else "", who or "the API")
+
+    def _silence_buzzer(self, who: str) -> None:
+        """An acknowledge on the page: the buzzer stops, the lamps stay as the line state says."""
+        self.buzzer_silenced = True
+        t = self.plc.tower
+        if t is not None and t.buzzer:
+            self.aux[t.buzzer] = 0
+        log.info("buzzer silenced by %s", who or "the API")
 
     def _check_line_inputs(self, values: dict[str, int]) -> str | None:
         """The e-stop, run and reset inputs into the line state. Returns why the line must go to its
@@ -453,20 +496,27 @@ class TimingLoop:
             await self._fire(a)
             return
         busy_until = a.due_mono - self.poll_s - self.rtt - self.period if a is not None else float("inf")
+        if self.wrote_last:
+            busy_until = float("-inf")  # one heartbeat or tower write between two polls, never a run of them
+        self.wrote_last = False
         if self.hb_period is not None and t_start >= self.hb_next and busy_until > t_start:
+            self.wrote_last = True
             self.hb_next = t_start + self.hb_period
             self.hb_value = (self.hb_value + 1) & 0xFFFF
             await self.io.write_register(self.plc.heartbeat.signal, self.hb_value)
+            self._paced(t_start)
             return
         if self.aux and busy_until > t_start:
+            self.wrote_last = True
             sig, value = self.aux.popitem()
             try:
                 await self.io.write_register(sig, value)
             except DeviceRefused as exc:
                 self.alarms.raise_("plc_refused", f"cannot write {sig}: {exc}")
+            self._paced(t_start)
             return
         values = await self.io.read_inputs()
-        self.poll_s = 0.9 * self.poll_s + 0.1 * (self._mono() - t_start)
+        self.poll_s = 0.9 * self.poll_s + 0.1 * self._paced(t_start)
         self.polls += 1
         self.values = values
         s = self.io.sample_mono
@@ -483,11 +533,56 @@ class TimingLoop:
         self.tracker.intake_closed = None if self.line.state == "running" else f"the line was {self.line.state}"
         if self.plc.tower or self.plc.induct_enable:
             self._set_tower()
-        wait = t_start + self.period - self._mono()
+        wait = t_start + self._poll_period(t_start) - self._mono()
         if wait > 0:
             await self._sleep(wait)
 
+    def _poll_period(self, now: float) -> float:
+        """poll_hz's period; idle_poll_hz's once the belt has been empty for idle_after_s."""
+        if self.idle_period is None:
+            return self.period
+        t = self.tracker
+        quiet = (not t.parcels and not any(t.outputs.windows.values()) and not self.aux
+                 and not self.values.get(self.cfg.line.induct.signal) and not getattr(t.outputs, "answers", None))
+        if not quiet:
+            self.quiet_since = None
+            return self.period
+        if self.quiet_since is None:
+            self.quiet_since = now
+        if now - self.quiet_since < self.plc.idle_after_s:
+            return self.period
+        self.idle_polls += 1
+        return self.idle_period
+
+    # ---------------------------------------------------------------- the link's pace
+    def _paced(self, t0: float) -> float:
+        """A request sent at `t0` has just been answered: its round trip, noted. A slow one raises
+        `plc_slow` (no switch-ons until the link is fast again; controller/timing/link_pace.py)."""
+        now = self._mono()
+        rt = now - t0
+        pace = self.pace
+        if pace.note(rt, now):
+            if self.tracker.outputs.outputs_on():
+                pace.held_on_spells += 1  # its switch-off waits behind the slow link: see link_pace.py
+            log.warning("PLC link slow: a round trip took %.1f ms (limit %.1f ms)", rt * 1000, pace.limit_s * 1000)
+            self.alarms.raise_("plc_slow", f"the PLC link is slow (a round trip took {rt * 1000:.0f} ms, over "
+                                           f"{pace.limit_s * 1000:.0f} ms = 2 x plc.max_late_ms): no diverter is "
+                                           "switched on until it is fast again; parcels go to reject")
+        elif not pace.slow and "plc_slow" in self.alarms.active:
+            self.alarms.clear("plc_slow")
+        return rt
+
+    def _timed_by_answer(self, signal: str) -> bool:
+        return self.pace.limit_s is not None and self.io.io[signal].table != "relay"
+
     async def _fire(self, a) -> None:
+        timed = self._timed_by_answer(a.signal)
+        if a.state and timed and self.pace.slow:
+            self.pace.refused_switch_ons += 1
+            self.tracker.outputs.refuse(a, f"not switched on: the PLC link is slow (last round trip "
+                                           f"{self.pace.last_s * 1000:.0f} ms)")
+            self.tracker.settle_cancelled()
+            return
         lead = self.io.write_lead_s(a.signal, self.rtt)
         delay = a.due_mono - self._mono() - lead
         if delay > 0:
@@ -503,7 +598,12 @@ class TimingLoop:
             self._reject_window(a.signal, "fault", f"the device refused to switch {a.signal}: {exc}")
             return
         t1 = self._mono()
-        self.rtt = 0.9 * self.rtt + 0.1 * (t1 - t0)
+        late = timed and self.pace.too_slow(self._paced(t0))
+        if late and a.state:
+            await self._late_switch_on(a, t0, t1)
+            return
+        if not late:  # a late answer says nothing reliable about the link's usual round trip
+            self.rtt = 0.9 * self.rtt + 0.1 * (t1 - t0)
         if self.io.io[a.signal].table == "relay" or self.io.kind == "rtu":
             applied = t0 + lead
         else:
@@ -511,6 +611,31 @@ class TimingLoop:
         if a.state:
             self.fires.add((applied - a.due_mono) * 1000)
         self.tracker.output_done(a, applied)
+
+    async def _late_switch_on(self, a, t0: float, t1: float) -> None:
+        """A switch-on answered `t1 - t0` after it was sent acted anywhere in that span, perhaps
+        too late for its parcel: off at once, before anything else goes on. Its parcels' records
+        say where they went only if a confirm photo-eye sees them."""
+        self.pace.late_switch_ons += 1
+        late_ms = (t1 - a.due_mono) * 1000
+        log.warning("%s: switch-on answered %.0f ms after it was sent: switched off at once", a.signal,
+                    (t1 - t0) * 1000)
+        self.tracker.output_done(a, t1)  # the window is on since (at the latest) now
+        off = Action(a.signal, False, self._mono(), a.pids)
+        try:
+            await self.io.write(a.signal, False)
+        except NoAnswer as exc:
+            await self._write_unknown(off, exc)
+            return
+        except DeviceRefused as exc:
+            self.alarms.raise_("plc_refused", f"cannot switch {a.signal} off: {exc}")
+            self._reject_window(a.signal, "fault", f"the device refused to switch {a.signal} off: {exc}")
+            return
+        self._paced(off.due_mono)
+        self.tracker.output_late(a, f"{a.signal} switched on up to {late_ms:.0f} ms late (the PLC link "
+                                    "was slow) and off again at once: where the parcel went is known only "
+                                    "from its chute's photo-eye")
+        self.tracker.output_done(off, self._mono())
 
     async def _write_unknown(self, a, exc: Exception) -> None:
         """No answer to a write: the output may or may not have switched. Switch it off, read it

@@ -103,11 +103,14 @@ class OutputPlanner:
         """An on-action past its moment is dropped (and its parcels cancelled), never done late."""
         if not a.state or now_mono - a.due_mono <= self.max_late_s:
             return False
+        self.refuse(a, f"{a.signal} could not switch on in time ({1000 * (now_mono - a.due_mono):.1f} ms late)")
+        return True
+
+    def refuse(self, a: Action, reason: str) -> None:
+        """The on-action `a` is not done: its window is dropped, its parcels cancelled (too_late)."""
         w = self.windows[a.signal].pop(0)
         for pid in w.pids:
-            self.cancelled.append((pid, f"{a.signal} could not switch on in time "
-                                        f"({1000 * (now_mono - a.due_mono):.1f} ms late)"))
-        return True
+            self.cancelled.append((pid, reason))
 
     def done(self, a: Action, write_mono: float) -> float | None:
         """The write for `a` completed around `write_mono`; returns its timing error in ms."""

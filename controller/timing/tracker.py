@@ -73,6 +73,10 @@ class Tracker:
         # line (mm, + = downstream). A camera whose frames arrive late reads parcels that seem to have
         # gone on by speed x latency: the median is what `sorter calibrate latency` reads
         self.read_offsets_mm: dict[str, deque] = {c.name: deque(maxlen=200) for c in cfg.cameras}
+        # per diverter: confirm edge - when the parcel's head passed the diverter as planned (ms). The
+        # confirm eye sees the head first, so this is the chute's slide plus the diverter's placement
+        # error / belt speed: `sorter calibrate timing` compares the diverters' medians
+        self.confirm_offsets_ms: dict[str, deque] = {d.name: deque(maxlen=200) for d in cfg.line.diverters}
         self.counters = {"orphan_reads": 0, "late_reads": 0, "unexpected_confirms": 0, "noise_pulses": 0,
                          "decisions_without_all_cameras": 0, "weak_reads": 0, "weak_reads_held_back": 0,
                          "confirms_after_fault": 0}
@@ -95,6 +99,10 @@ class Tracker:
         self.watermarks: dict[str, float] = {}
         first = min(cfg.line.diverters, key=lambda d: d.position_mm, default=None)
         self.first_diverter = first
+        # gaps between two polls in which the shortest parcel could have crossed a photo-eye
+        # unseen (a slow link, a stalled process): a confirm due then may have been missed
+        self.blind_gap_s = cfg.line.min_length_mm / (cfg.line.belt_speed_mps * 1000)
+        self.blind_spans: deque[tuple[float, float]] = deque(maxlen=32)
 
     def read_offsets(self) -> dict[str, dict]:
         """Per camera: the median offset of its reads' parcels (mm) and the latency it suggests."""
@@ -105,6 +113,15 @@ class Tracker:
                 med = float(sorted(d)[len(d) // 2])
                 out[name] = {"median_mm": round(med, 1), "n": len(d),
                              "latency_ms": round(1000 * med / max(speed, 1.0), 1)}
+        return out
+
+    def confirm_offsets(self) -> dict[str, dict]:
+        """Per diverter with confirms: their number and median offset (ms) from the planned head time."""
+        out = {}
+        for name, d in self.confirm_offsets_ms.items():
+            if d:
+                out[name] = {"n": len(d), "median_ms": round(float(sorted(d)[len(d) // 2]), 2),
+                             "min_ms": round(float(min(d)), 2), "max_ms": round(float(max(d)), 2)}
         return out
 
     def camera_caught_up(self, camera: str, mono: float) -> None:
@@ -144,6 +161,10 @@ class Tracker:
         self.bits, self.bits_mono = values, t_mono
         if prev_t is None:
             return
+        if t_mono - prev_t > self.blind_gap_s:
+            self.blind_spans.append((prev_t, t_mono))
+            # a parcel whose confirm window ran out unread still lands: its confirm is not a stranger's
+            self.ghosts_until_mono = max(self.ghosts_until_mono, t_mono + self._settle_s())
         # an edge happened somewhere between the two samples: take the middle
         t_edge = (prev_t + t_mono) / 2
         induct = self.line.induct.signal
@@ -316,6 +337,17 @@ class Tracker:
                 if p.pid == action.pids[0]:
                     p.fire_error_ms = round(err, 3)
 
+    def output_late(self, action, reason: str) -> None:
+        """The switch-on for `action` may have acted too late for its parcels. With a confirm
+        photo-eye their chute tells (sorted, or lost, with `reason`); without one they are a fault."""
+        for p in self.parcels:
+            if p.pid in action.pids and p.state == "travelling" and p.outcome is None:
+                c = self.chutes.get(p.expect_chute)
+                if c is not None and c.confirm_signal:
+                    p.reason = reason
+                else:
+                    p.outcome, p.reason = "fault", reason
+
     def settle_cancelled(self) -> None:
         """Parcels whose output could not switch in time go to reject as too_late."""
         while self.outputs.cancelled:
@@ -342,28 +374,48 @@ class Tracker:
         p = waiting[0] if delay is None else min(waiting, key=lambda q: abs(t - q.expect_at_mono - delay))
         seen = t - p.expect_at_mono
         self.confirm_delay_s[chute_id] = seen if delay is None else 0.9 * delay + 0.1 * seen
+        c = self.chutes.get(chute_id)
+        if c is not None and c.diverter in self.confirm_offsets_ms and p.chute == chute_id:
+            d = self.outputs.diverter[c.diverter]
+            head_at = self.clock.mono_of(p.head_count + self.clock.counts(d.position_mm - self.line.induct.position_mm))
+            self.confirm_offsets_ms[c.diverter].append(1000 * (t - head_at))
         p.actual_chute = chute_id
         if p.outcome is None:
-            p.outcome, p.reason = "sorted", f"confirmed in {chute_id}"
+            p.outcome, p.reason = "sorted", f"confirmed in {chute_id}" + (f" ({p.reason})" if p.reason else "")
         self._finish(p)
+
+    def _blind_during(self, lo: float, hi: float) -> float | None:
+        """The longest gap between polls overlapping [lo, hi] in which a confirm could be missed."""
+        gaps = [b - a for a, b in self.blind_spans if a < hi and b > lo]
+        return max(gaps) if gaps else None
 
     def _timeout(self, p: Parcel) -> None:
         c = self.chutes[p.expect_chute]
+        blind = self._blind_during(p.expect_from_mono, p.expect_until_mono) if c.confirm_signal else None
         if p.outcome is None:
             if c.confirm_signal is None:
                 p.outcome, p.reason = "unconfirmed", f"{c.id} has no confirm photo-eye"
+            elif blind is not None:
+                p.outcome, p.reason = "unconfirmed", (
+                    f"{c.id}'s photo-eye went unread for {blind * 1000:.0f} ms while the parcel was due there "
+                    "(a slow link or a stalled process): it may have arrived unseen")
+                self.counters["confirms_unreadable"] = self.counters.get("confirms_unreadable", 0) + 1
             else:
-                p.outcome, p.reason = "lost", f"diverted to {c.id} but its photo-eye never saw it"
+                p.outcome, p.reason = "lost", (f"diverted to {c.id} but its photo-eye never saw it"
+                                               + (f" ({p.reason})" if p.reason else ""))
         elif c.confirm_signal is not None:
             p.reason += f"; not seen at {c.id}"
         self._finish(p)
 
+    def _settle_s(self) -> float:
+        """From now until every parcel on the belt now has reached its chute and been confirmed."""
+        travel_s = (self.line.end_mm - self.line.induct.position_mm) / max(self.clock.speed_mm_s, 1.0)
+        return travel_s + max((c.confirm_timeout_ms for c in self.line.chutes), default=0) / 1000 + 1.0
+
     def fault_all(self, reason: str) -> None:
         """The link to the line is gone: nothing in flight can be trusted to reach its chute."""
         if self.bits_mono is not None and any(p.state != "done" for p in self.parcels):
-            travel_s = (self.line.end_mm - self.line.induct.position_mm) / max(self.clock.speed_mm_s, 1.0)
-            settle_s = max(c.confirm_timeout_ms for c in self.line.chutes) / 1000 + 1.0
-            self.ghosts_until_mono = self.bits_mono + travel_s + settle_s
+            self.ghosts_until_mono = self.bits_mono + self._settle_s()
         for p in self.parcels:
             if p.state != "done":
                 p.outcome, p.reason = "fault", reason

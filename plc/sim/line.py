@@ -169,7 +169,10 @@ class SimLine:
                 if fate.fire_error_ms is not None:
                     errors.append(fate.fire_error_ms)
             out["parcels"].append({"index": i, "induct_mono": t_in, "expected": p.expected_outcome,
-                                   "want": want, "got": fate.chute if fate else None})
+                                   "want": want, "got": fate.chute if fate else None,
+                                   # per parcel, so that a benchmark can compare spans of one run
+                                   "end_mono": fate.t_mono if fate else None,
+                                   "fire_error_ms": fate.fire_error_ms if fate else None})
         # every planned parcel is inducted (on the belt or landed), held back by the watchdog (never
         # enters), waiting on the infeed (due as planned, late because induction or the belt stood
         # still), or not due yet

@@ -24,7 +24,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sorter.controller.routing.manifest.rows import LONE_SURROGATE, MAX_TOWN, WAYBILL_LINES_RE, _header_map, validate_row
+from sorter.controller.routing.manifest.rows import (CARRIER_LINES_RE, COLUMNS, LONE_SURROGATE, MAX_CARRIER, MAX_TOWN,
+                                                     WAYBILL_LINES_RE, _header_map, validate_row)
 
 
 BATCH = 100_000
@@ -185,10 +186,13 @@ def _csv_rows(reader, report: ImportReport, flush, pos, size, progress, f=None) 
     if header is None:
         report.error = "empty file (no header row)"
         return
-    simple = set(header) == {"waybill", "town"}
+    # the common file (waybill, town[, carrier][, other columns]): validated column-wise
+    simple = {"waybill", "town"} <= set(header) <= PLAIN_COLUMNS
+    columns = stored_columns(header)
+    flush.columns = columns
     need = max(header.values())
     if simple and f is not None:
-        # the common file (waybill, town[, other columns]): parsed in big chunks, column-wise
+        # and parsed in big chunks
         reader = _simple_chunks(f, reader.line_num + 1, header, need, ncols, report, flush, pos, size, progress)
         if reader is None:
             if progress:
@@ -207,9 +211,9 @@ def _csv_rows(reader, report: ImportReport, flush, pos, size, progress, f=None) 
             break
         batch = None
         if simple and err is None and reader.line_num - first + 1 == len(rows):
-            batch = _simple_batch(rows, header["waybill"], header["town"])
+            batch = _simple_batch(rows, header)
         if batch is None:
-            batch = _checked_rows(rows, first, header, need, ncols, simple, report)
+            batch = _checked_rows(rows, first, header, need, ncols, columns, report)
         flush(batch)
         if err is not None:
             report.bad(*err)
@@ -227,7 +231,8 @@ def _simple_chunks(f, line: int, header: dict[str, int], need: int, ncols: int, 
     is not that plain is read with the csv module; from the first quote on (a quoted field may
     hold a line break) the rest of the file is. Returns None when the file is done, else a
     csv reader positioned after the chunks imported (its line_num counting from there)."""
-    wi, ti = header["waybill"], header["town"]
+    wi, ti, ci = header["waybill"], header["town"], header.get("carrier")
+    columns = stored_columns(header)
     rest = ""
     while True:
         data = f.read(CHUNK_CHARS)
@@ -257,10 +262,10 @@ def _simple_chunks(f, line: int, header: dict[str, int], need: int, ncols: int, 
         batch = None
         if "\r" not in text and text.count(",") == n * (ncols - 1):
             fields = text.replace(",", "\n").split("\n")
-            batch = _simple_columns(fields[wi::ncols], fields[ti::ncols])
+            batch = _simple_columns(fields[wi::ncols], fields[ti::ncols], None if ci is None else fields[ci::ncols])
         if batch is None:
             batch = _checked_rows(_plain_records(text.splitlines(keepends=True)), line, header, need, ncols,
-                                  True, report)
+                                  columns, report)
         flush(batch)
         line += n
         if progress:
@@ -290,11 +295,24 @@ def _plain_records(lines: list[str]) -> list[list[str]]:
         return out
 
 
+def stored_columns(header: dict[str, int]) -> tuple[str, ...]:
+    """The columns of COLUMNS an import's rows give, in that order: those its header names (the
+    upsert clears the others, which validation would have set to None / 0 anyway)."""
+    named = {_STORED_AS.get(c, c) for c in header}
+    return tuple(c for c in COLUMNS if c in named)
+
+
+_STORED_AS = {"weight_g": "weight_kg"}
+PLAIN_COLUMNS = {"waybill", "town", "carrier"}   # a file of only these is validated column-wise
+
+
 def _checked_rows(rows: list[list[str]], first: int, header: dict[str, int], need: int, ncols: int,
-                  simple: bool, report: ImportReport) -> list[tuple]:
+                  columns: tuple[str, ...], report: ImportReport) -> list[tuple]:
     """Validate records one by one (what a batch with any doubtful record takes); `first`
-    is the file line of the first; a record with a quoted line break spans several lines."""
+    is the file line of the first; a record with a quoted line break spans several lines.
+    Rows give the `columns` (stored_columns) of COLUMNS."""
     out: list[tuple] = []
+    pick = itemgetter(*map(COLUMNS.index, columns))
     line = first
     for row in rows:
         n = line
@@ -311,7 +329,7 @@ def _checked_rows(rows: list[list[str]], first: int, header: dict[str, int], nee
         if rec is None:
             report.bad(n, problem or "bad row")
             continue
-        out.append(rec[:2] if simple else rec)
+        out.append(pick(rec))
     return out
 
 
@@ -413,6 +431,7 @@ class _BatchWriter:
         self.report, self.m = report, manifest
         self.m._db.execute("PRAGMA wal_autocheckpoint = 20000")
         self.pending: list[list] = []
+        self.columns: tuple[str, ...] | None = None   # what the rows give (None: a prefix of COLUMNS)
         self.n = 0
         self.written = 0                 # distinct waybills written
         # new and updated waybills are told apart by the count of rows before and after (one scan
@@ -443,7 +462,7 @@ class _BatchWriter:
                 self.report.duplicate_in_file += len(rows) - len(last)
                 rows = list(last.values())
             rows.sort(key=_KEY0)
-            n = self.m.upsert(rows)
+            n = self.m.upsert(rows, self.columns)
             self.written += n
             self.report.imported += n    # for the progress bar; split into new / updated at close
 
@@ -460,22 +479,26 @@ class _BatchWriter:
         self.m._db.execute("PRAGMA wal_autocheckpoint = 1000")
 
 
-def _simple_batch(rows: list[list[str]], wi: int, ti: int) -> list[tuple[str, str]] | None:
-    """(waybill, town) pairs of a batch of csv records, or None when any is doubtful (see
-    _simple_columns; a record with too few columns)."""
+def _simple_batch(rows: list[list[str]], header: dict[str, int]) -> list[tuple] | None:
+    """The rows of a batch of csv records of a plain file (PLAIN_COLUMNS), or None when any is
+    doubtful (see _simple_columns; a record with too few columns)."""
+    ci = header.get("carrier")
     try:
-        wcol = list(map(itemgetter(wi), rows))
-        tcol = list(map(itemgetter(ti), rows))
+        wcol = list(map(itemgetter(header["waybill"]), rows))
+        tcol = list(map(itemgetter(header["town"]), rows))
+        ccol = None if ci is None else list(map(itemgetter(ci), rows))
     except IndexError:
         return None
-    return _simple_columns(wcol, tcol)
+    return _simple_columns(wcol, tcol, ccol)
 
 
-def _simple_columns(wcol: list[str], tcol: list[str]) -> list[tuple[str, str]] | None:
-    """(waybill, town) pairs validated column-wise in C (joined strings, one regex for all the
-    waybills), or None when any record is doubtful (a waybill or town that needs trimming or is
-    bad, an empty town): then the batch is checked record by record, which reports the bad
-    ones with their lines. Accepts exactly what validate_row accepts for such records."""
+def _simple_columns(wcol: list[str], tcol: list[str], ccol: list[str] | None = None) -> list[tuple] | None:
+    """(waybill, town) pairs -- or (waybill, town, carrier) rows when there is a carrier
+    column -- validated column-wise in C (joined strings, one regex for all the
+    waybills), or None when any record is doubtful (a waybill, town or carrier that needs
+    trimming or is bad, an empty town): then the batch is checked record by record, which
+    reports the bad ones with their lines. Accepts exactly what validate_row accepts for such
+    records, and gives the same values."""
     if not tcol:
         return []
     wj = "\n".join(wcol).upper()
@@ -491,12 +514,36 @@ def _simple_columns(wcol: list[str], tcol: list[str]) -> list[tuple[str, str]] |
         return None
     # one str object per distinct town: SQLite binds it from its cached UTF-8 (no encoding per
     # row) and the batch held for writing is smaller
-    if len(_TOWNS) > 50_000:
-        _TOWNS.clear()
-    return list(zip(wl, map(_TOWNS.setdefault, tcol, tcol)))
+    if len(_SHARED) > 50_000:
+        _SHARED.clear()
+    towns = map(_SHARED.setdefault, tcol, tcol)
+    if ccol is None:
+        return list(zip(wl, towns))
+    carriers = _carrier_column(ccol)
+    if carriers is None:
+        return None
+    return list(zip(wl, towns, carriers))
 
 
-_TOWNS: dict[str, str] = {}
+def _carrier_column(ccol: list[str]) -> Iterator[str | None] | None:
+    """The carrier codes of a column as validate_row gives them (upper case; empty: None), or
+    None when any needs trimming, is too long or is not a carrier code."""
+    if max(map(len, ccol)) > MAX_CARRIER or list(map(str.strip, ccol)) != ccol:
+        return None
+    cj = "\n".join(ccol).upper()
+    if CARRIER_LINES_RE.fullmatch(cj) is None:
+        return None
+    cl = cj.split("\n")
+    if len(cl) != len(ccol):
+        return None
+    if min(map(len, cl)) == 0:
+        return [c or None for c in cl]
+    return map(_SHARED.setdefault, cl, cl)
+
+
+_SHARED: dict[str, str] = {}   # one str object per distinct town / carrier
+
+
 
 
 class _OffsetReader:

@@ -26,8 +26,10 @@ _SEG_SPLIT = re.compile(r"[-\s]+")
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # a whole batch of (upper-cased) waybills joined by newlines, checked in one C call
 WAYBILL_LINES_RE = re.compile(r"(?:[A-Z0-9]{6,40}\n)*[A-Z0-9]{6,40}")
+# and a batch of carrier codes (an empty one: no carrier)
+CARRIER_LINES_RE = re.compile(r"(?:(?:[A-Z][A-Z0-9_]{1,15})?\n)*(?:[A-Z][A-Z0-9_]{1,15})?")
 
-MAX_TOWN, MAX_ADDRESS, MAX_SERVICE = 64, 300, 32
+MAX_TOWN, MAX_ADDRESS, MAX_SERVICE, MAX_CARRIER = 64, 300, 32, 16
 MAX_WEIGHT_KG = 2000.0
 
 # header names accepted for each column (compared after strip + lower case)
@@ -133,7 +135,7 @@ def validate_row(get: Callable[[str], Any]) -> tuple[tuple | None, str | None]:
         sort_code = text("sort_code", 40)
         address = text("address", MAX_ADDRESS)
         service = text("service", MAX_SERVICE)
-        carrier = text("carrier", 16)
+        carrier = text("carrier", MAX_CARRIER)
     except ValueError as exc:
         return None, f"waybill {waybill}: {exc}"
     if sort_code is not None:

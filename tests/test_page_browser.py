@@ -1,0 +1,278 @@
+"""The status page in a real Chromium (Playwright driving Debian's chromium) against a running
+`sorter sim`: real Modbus, cameras, timing process, records and HTTP. What a supervisor does on the
+floor: read the numbers, switch the language, log in, disable a chute, key a no-read; what a viewer
+cannot do; hostile barcode text shown as text. Screenshots go to the test's tmp dir
+(`ls $(pytest --basetemp ...)/.../shots` or the path printed on failure)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+import yaml
+
+from sorter.controller.cli import users as users_cli
+from sorter.controller.config.load import load_config
+from sorter.controller.records.store import RecordStore
+from tests.browser import Page, chromium, missing
+from tests.conftest import ROOT
+from tests.test_keying import EVIL
+from tests.test_sim_e2e import sim_config
+
+pytestmark = pytest.mark.skipif(missing() is not None, reason=missing() or "")
+TOKEN = "browser-test-token-42"
+PASSWORDS = {"sam": "super-pass-1", "vera": "viewer-pass-1"}
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory, free_port):
+    tmp = tmp_path_factory.mktemp("browser")
+    cfg_path = sim_config(tmp)
+    data = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+    # slower than the line can go (a loaded test machine), and more labels missing: no-reads to key
+    data["sim"].update({"rate_pph": 2400, "p_missing_label": 0.2})
+    cfg_path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    cfg = load_config(cfg_path)
+    users_cli.add_user(cfg, "sam", "supervisor", PASSWORDS["sam"])
+    users_cli.add_user(cfg, "vera", "viewer", PASSWORDS["vera"])
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "sorter", "sim", "--config", str(cfg_path), "--port", str(port),
+                             "--host", "127.0.0.1"], cwd=ROOT, env=dict(os.environ, SORTER_API_TOKEN=TOKEN),
+                            stdout=subprocess.DEVNULL, stderr=open(tmp / "sim.log", "w"), start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert proc.poll() is None, (tmp / "sim.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the simulation did not sort parcels in time"
+            try:
+                st = httpx.get(url + "/api/status", timeout=3).json()
+                if (st.get("counts") or {}).get("total", 0) >= 10:
+                    break
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(1)
+        shots = tmp / "shots"
+        shots.mkdir()
+        with chromium() as browser:
+            yield {"url": url, "cfg": cfg, "browser": browser, "shots": shots, "tmp": tmp}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def status(sim) -> dict:
+    return httpx.get(sim["url"] + "/api/status", timeout=5).json()
+
+
+def api(sim, path: str, **params) -> object:
+    return httpx.post(sim["url"] + path, params=params, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+
+
+def login(sim, name: str) -> Page:
+    p = Page(sim["browser"], sim["url"])
+    p.page.goto("/login?next=/")
+    p.page.fill("#name", name)
+    p.page.fill("#password", PASSWORDS[name])
+    p.page.click("#login-btn")
+    p.page.wait_for_url(sim["url"] + "/")
+    p.page.wait_for_function("document.getElementById('user-name').textContent.indexOf(%r) >= 0" % name)
+    return p
+
+
+def wait_settled(sim, quiet_s: float = 4.0, timeout: float = 90) -> dict:
+    """Induction paused: wait until the parcels on the belt have all ended (the total stands still)."""
+    end = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while time.monotonic() < end:
+        st = status(sim)
+        total = st["counts"]["total"]
+        if total != last:
+            last, since = total, time.monotonic()
+        elif time.monotonic() - since >= quiet_s and not st["records"]["in_flight"]:
+            return st
+        time.sleep(0.5)
+    raise AssertionError("the line did not settle after the pause")
+
+
+def test_a_viewer_cannot_control(sim):
+    p = login(sim, "vera")
+    try:
+        pg = p.page
+        pg.wait_for_selector(".chute .c-disable")
+        assert pg.is_disabled(".chute .c-disable") and pg.is_disabled("#pause-btn")
+        # the API refuses whatever the page's buttons say
+        res = pg.evaluate("""async () => (await window.Sorter.post('/api/chutes/C01/disable')).status""")
+        assert res == 403
+        assert all(c["enabled"] for c in status(sim)["chutes"])
+        pg.screenshot(path=str(sim["shots"] / "viewer.png"), full_page=True)
+    finally:
+        p.close()
+
+
+def test_supervisor_disables_a_chute_and_it_gets_no_more_parcels(sim):
+    st = status(sim)
+    busiest = max((c for c in st["chutes"] if c["id"] not in ("MANUAL", "REJECT")), key=lambda c: c["count"])
+    cid = busiest["id"]
+    p = login(sim, "sam")
+    try:
+        pg = p.page
+        pg.click(f".chute[data-chute='{cid}'] .c-disable")
+        pg.wait_for_selector(f".chute.disabled[data-chute='{cid}']")
+        assert p.confirms and cid in p.confirms[-1]                       # it stops sorting: asked first
+        disabled_at = time.time()
+        time.sleep(4)                                                     # parcels already decided arrive
+        before = next(c for c in status(sim)["chutes"] if c["id"] == cid)["count"]
+        total0 = status(sim)["counts"]["total"]
+        deadline = time.monotonic() + 120
+        while status(sim)["counts"]["total"] < total0 + 25:
+            assert time.monotonic() < deadline, "the line stopped sorting"
+            time.sleep(1)
+        assert next(c for c in status(sim)["chutes"] if c["id"] == cid)["count"] == before
+        with RecordStore(sim["cfg"].records.database) as store:
+            late = [r for r in store.search(chute=cid, since_wall=disabled_at + 4, limit=1000)]
+        assert late == []
+        audit = httpx.get(sim["url"] + "/api/audit").json()
+        assert any(a["user"] == "sam" and a["action"] == "chute_disable" and a["target"] == cid for a in audit)
+        pg.wait_for_selector("#audit td:has-text('chute_disable')")
+        pg.screenshot(path=str(sim["shots"] / "chute-disabled.png"), full_page=True)
+        pg.click(f".chute[data-chute='{cid}'] .c-enable")
+        pg.wait_for_selector(f".chute[data-chute='{cid}']:not(.disabled)")
+        assert not p.unexpected_dialogs and not p.errors
+    finally:
+        p.close()
+
+
+def test_keying_a_no_read_completes_its_record(sim):
+    deadline = time.monotonic() + 120
+    while True:
+        rows = httpx.get(sim["url"] + "/api/review").json()
+        if any(r["outcome"] == "no_read" for r in rows):
+            break
+        assert time.monotonic() < deadline, "no no_read parcel in two minutes"
+        time.sleep(2)
+    with RecordStore(sim["cfg"].records.database) as store:
+        sorted_one = store.search(outcome="sorted", limit=1)[0]
+    p = login(sim, "sam")
+    try:
+        pg = p.page
+        pg.wait_for_selector(".review-item .key-input")
+        card = pg.locator(".review-item").filter(has=pg.locator(".pill.no_read")).first
+        ref = card.get_attribute("data-parcel")
+        run_id, pid = ref.split("/")
+        card.locator(".key-input").fill(EVIL)                              # refused, and shown as text
+        card.locator("button[type=submit]").click()
+        card.locator(".msg:has-text('not a waybill')").wait_for()
+        card.locator(".key-input").fill(sorted_one["waybill"])
+        card.locator("button[type=submit]").click()
+        card.locator(".msg:has-text('✓')").wait_for()
+        story = httpx.get(f"{sim['url']}/api/parcels/{run_id}/{pid}").json()
+        assert story["outcome"] == "no_read" and story["keyed"]["waybill"] == sorted_one["waybill"]
+        assert story["keyed"]["chute"] == sorted_one["chute"] and story["keyed"]["by"] == "sam"
+        pg.goto(f"/parcel?run={run_id}&id={pid}")
+        pg.wait_for_selector(f"dd:has-text('{sorted_one['waybill']}')")
+        pg.screenshot(path=str(sim["shots"] / "parcel-story.png"), full_page=True)
+        assert not p.unexpected_dialogs and not p.errors
+    finally:
+        p.close()
+
+
+def test_hostile_text_renders_as_text(sim):
+    with RecordStore(sim["cfg"].records.database) as store:
+        store.write_many([{"run_id": "evil", "parcel_id": 1, "ended_wall": time.time(), "outcome": "no_route",
+                           "waybill": EVIL, "destination": EVIL, "carrier": EVIL, "reason": EVIL,
+                           "reads": [{"camera": "top", "symbology": "qrcode", "text": EVIL}]}])
+    p = Page(sim["browser"], sim["url"])
+    try:
+        pg = p.page
+        pg.goto("/")
+        pg.fill("#search-form input[name=waybill]", EVIL)
+        pg.click("#search-form button[type=submit]")
+        cell = pg.locator("#search-results td.waybill").first
+        cell.wait_for()
+        assert cell.text_content() == EVIL
+        assert pg.locator("#search-results img").count() == 0
+        pg.goto("/parcel?run=evil&id=1")
+        pg.wait_for_selector("ul.reads li")
+        assert EVIL in pg.locator("ul.reads li").first.text_content()
+        assert pg.locator("main img").count() == 0
+        pg.wait_for_timeout(500)
+        assert p.unexpected_dialogs == [] and p.errors == []
+        csp = httpx.get(sim["url"] + "/parcel").headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    finally:
+        p.close()
+
+
+def test_language_switch_is_remembered(sim):
+    p = Page(sim["browser"], sim["url"])
+    try:
+        pg = p.page
+        pg.goto("/")
+        pg.wait_for_selector(".oc-row[data-outcome=sorted]")
+        assert pg.text_content("[data-i18n='k.throughput']") == "处理量"
+        assert pg.text_content(".oc-row[data-outcome=no_read] .oc-name") == "无读码"
+        pg.click("#lang-link")
+        pg.wait_for_function("document.documentElement.lang === 'en'")
+        assert pg.text_content("[data-i18n='k.throughput']") == "Throughput"
+        pg.wait_for_selector(".oc-row[data-outcome=no_read]")
+        assert pg.text_content(".oc-row[data-outcome=no_read] .oc-name") == "no read"
+        pg.goto("/")                                                     # no ?lang: remembered
+        pg.wait_for_selector(".oc-row[data-outcome=no_read]")
+        assert pg.text_content("[data-i18n='k.throughput']") == "Throughput"
+        pg.goto("/?lang=zh")
+        assert pg.text_content("[data-i18n='k.throughput']") == "处理量"
+    finally:
+        p.close()
+
+
+def test_numbers_shown_match_the_status_and_phone_and_wall_layouts(sim):
+    assert api(sim, "/api/pause").status_code == 200
+    try:
+        st = wait_settled(sim)
+        p = Page(sim["browser"], sim["url"])
+        try:
+            pg = p.page
+            pg.goto("/?lang=en")
+            pg.wait_for_function("document.getElementById('k-total').textContent === %r"
+                                 % f"{st['counts']['total']:,}")
+            oc = st["counts"]["outcomes"]
+            assert pg.text_content("#k-sorted") == f"{oc['sorted']:,}"
+            for key, n in oc.items():
+                assert pg.text_content(f".oc-row[data-outcome={key}] .oc-n") == f"{n:,}"
+            for c in st["chutes"]:
+                assert pg.text_content(f".chute[data-chute='{c['id']}'] .c-count") == f"{c['count']:,}"
+            assert pg.text_content("#state-badge .en") == "PAUSED"
+            pg.screenshot(path=str(sim["shots"] / "page-en.png"), full_page=True)
+        finally:
+            p.close()
+        phone = Page(sim["browser"], sim["url"], width=360, height=740)
+        try:
+            phone.page.goto("/")
+            phone.page.wait_for_selector("#recent tr")
+            # the tables scroll inside their panels; the page itself never scrolls sideways
+            assert phone.page.evaluate("document.documentElement.scrollWidth") <= 360
+            phone.page.screenshot(path=str(sim["shots"] / "phone-360.png"), full_page=True)
+        finally:
+            phone.close()
+        wall = Page(sim["browser"], sim["url"], width=1920, height=1080)
+        try:
+            wall.page.goto("/?kiosk=1")
+            wall.page.wait_for_selector("body.kiosk .chute")
+            size = wall.page.evaluate("parseFloat(getComputedStyle(document.getElementById('k-total')).fontSize)")
+            assert size >= 48                                          # read from a few metres
+            assert wall.page.evaluate("document.documentElement.scrollWidth") <= 1920
+            wall.page.screenshot(path=str(sim["shots"] / "kiosk-1080p.png"))
+        finally:
+            wall.close()
+    finally:
+        assert api(sim, "/api/resume").status_code == 200
