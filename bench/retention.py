@@ -53,7 +53,7 @@ def writer_latencies(db: Path, first_pid: int, until: threading.Event, min_s: fl
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--old", type=int, default=200_000)
-    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--pause-ms", type=float, default=50)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -6,6 +6,7 @@ same run.
 
     python bench/status_load.py                  # 60 s quiet, 60 s loaded, 60 s quiet
     python bench/status_load.py --span-s 30 --rate 100 --sse 20
+    python bench/status_load.py --api-only       # the API alone: the old handler beside the new one
 
 The whole system runs as `sorter sim` runs it (SimHarness: real Modbus TCP, camera workers,
 records, the API on a loopback port); the load comes from bench/load_client.py in a process of its
@@ -48,6 +49,81 @@ def fire_rows(truth: dict, spans: dict[str, tuple[float, float]]) -> list[list]:
     return rows
 
 
+def api_only(args) -> None:
+    """The API alone, without the line: the handler as it was (a sync endpoint that serialises
+    the snapshot per request, in the thread pool) beside the one now (the published bytes), each
+    on its own uvicorn in this process while a thread rebuilds and publishes a 15 KB snapshot
+    twice a second, as the supervisor does. Same machine, same minute: the ratio is the figure."""
+    import threading
+
+    import uvicorn
+    from fastapi.responses import JSONResponse
+
+    from sorter.controller.api.app import create_app
+    from sorter.controller.records.store import RecordStore
+    from sorter.controller.service.stats import LineStats
+    from sorter.controller.service.status_cache import StatusCache, json_safe
+    from tests.test_api import make_status
+
+    stats = LineStats()
+    for i in range(10_000):
+        stats.add({"outcome": "sorted", "fire_error_ms": (i % 17) / 10, "decision_ms": 5 + i % 7, "chute": "C1"})
+    cache = StatusCache()
+    state = {"snap": make_status()}
+    stop = threading.Event()
+
+    def supervisor() -> None:  # what the service's supervisor does every 0.5 s
+        while not stop.wait(0.5):
+            snap = dict(make_status(), **{k: v for k, v in stats.snapshot().items() if k != "chute_counts"})
+            snap["recent"] = snap["recent"] * 7  # 20 recent parcels, as the service keeps
+            state["snap"] = snap
+            cache.publish(snap)
+
+    # the endpoint before issue 13, in the same app stack (middlewares, guard) as the one now
+    old = create_app(lambda: state["snap"], None)
+    old.router.routes[:] = [r for r in old.router.routes if getattr(r, "path", "") != "/api/status"]
+
+    @old.get("/api/status")
+    def old_status() -> JSONResponse:
+        return JSONResponse(json_safe(state["snap"]))
+
+    tmp = tempfile.mkdtemp()
+    store = RecordStore(Path(tmp) / "r.db")
+    apps = {"before: serialise per request (sync, thread pool)": old,
+            "now: published bytes (async)": create_app(lambda: state["snap"], store, published=cache)}
+    threading.Thread(target=supervisor, daemon=True).start()
+    time.sleep(1.0)
+    rows = []
+    for label, app in apps.items():
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off",
+                                               timeout_graceful_shutdown=1))
+        th = threading.Thread(target=server.run, daemon=True)
+        th.start()
+        while not server.started:
+            time.sleep(0.01)
+        url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/api/status"
+        seq = asyncio.run(sequential(url, args.sequential))
+        cpu0 = sum(os.times()[:2])
+        proc = subprocess.run([sys.executable, str(ROOT / "bench" / "load_client.py"), url, "--rate", str(args.rate),
+                               "--seconds", str(args.span_s)], capture_output=True, text=True,
+                              timeout=args.span_s * 20 + 120)
+        cpu = sum(os.times()[:2]) - cpu0  # this process: the server, and the supervisor thread for both
+        lo = json.loads(proc.stdout)["load"]
+        lat = lo["latencies_ms"]
+        rows.append([label, f"{lo['bytes'] / 1024:.1f}", fmt(pct(seq, 50)), fmt(pct(seq, 99)),
+                     f"{lo['answered_per_s']:.1f}", fmt(pct(lat, 50)), fmt(pct(lat, 99)),
+                     f"{1000 * cpu / max(1, len(lat)):.2f}"])
+        server.should_exit = True
+        th.join(10)
+    stop.set()
+    store.close()
+    table(f"GET /api/status, the API alone ({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}); "
+          f"{args.rate:g} req/s offered for {args.span_s:g} s",
+          ["handler", "KB", "one at a time p50 ms", "p99 ms", "answered/s", "loaded p50 ms", "loaded p99 ms",
+           "server CPU ms/request"], rows)
+    print("\nCPU per request is the figure that does not depend on what else the machine runs; the latencies do.")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rate-pph", type=float, default=10_000, help="parcels per hour on the simulated line")
@@ -55,7 +131,11 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=200, help="GET /api/status per second offered")
     ap.add_argument("--sse", type=int, default=50, help="SSE clients on /api/events during the load")
     ap.add_argument("--sequential", type=int, default=200, help="requests one at a time (the baseline)")
+    ap.add_argument("--api-only", action="store_true", help="the API alone: the old handler beside the new one")
     args = ap.parse_args()
+    if args.api_only:
+        api_only(args)
+        return
 
     from sorter.controller.config.load import load_config
     from sorter.controller.harness import SimHarness

@@ -104,6 +104,8 @@ def main() -> None:
         rows.append([r["label"], r["inducted"], r["records"], r["wrong"],
                      *(f"{t[k]:.3f}" if k in t else "-" for k in ("p50", "p99", "p999", "max")),
                      f"{pct(fe, 99):.3f}" if fe else "-", len(fe)])
+    if not rows:
+        return
     table("Fire timing error, ms (truth: when the simulated device got the write, against the parcel's true "
           "position; estimated: the controller's own figure)",
           ["run", "inducted", "records", "wrong chute", "p50", "p99", "p99.9", "max", "estimated p99", "fires"], rows)

@@ -31,7 +31,7 @@ from sorter.controller.config.line import Config
 from sorter.controller.routing.inbox import pending_files
 from sorter.controller.service.processes import CTX, spawn, stop_process
 from sorter.controller.service.service import Service
-from sorter.messages import (SimFailed, SimForce, SimOutage, SimOutageDone, SimReady, SimRefuse, SimReport,
+from sorter.messages import (SimByHand, SimByHandDone, SimFailed, SimForce, SimOutage, SimOutageDone, SimReady, SimRefuse, SimReport,
                              SimReportRequest, SimStart, Stop)
 
 log = logging.getLogger("sorter.app")
@@ -145,6 +145,13 @@ class SimWorld:
 
     def refuse(self, signals) -> None:
         self.line_conn.send(SimRefuse(tuple(signals)))
+
+    def by_hand(self, take_off: int | None = None, put_on_mm: float | None = None,
+                length_mm: float = 300.0) -> SimByHandDone:
+        """Someone at the belt takes a parcel off (-1: the last one inducted) and/or puts one on."""
+        with self._lock:
+            self.line_conn.send(SimByHand(take_off, put_on_mm, length_mm))
+            return self._expect(self.line_conn, SimByHandDone, 30, "the simulated line")
 
     def alive(self) -> bool:
         return self.line_proc.is_alive()

@@ -41,6 +41,9 @@ class SimHarness:
     def force(self, name: str, value: int | None) -> None:
         self.sim.force(name, value)
 
+    def by_hand(self, take_off: int | None = None, put_on_mm: float | None = None, length_mm: float = 300.0):
+        return self.sim.by_hand(take_off, put_on_mm, length_mm)
+
     def truth(self) -> dict:
         return self.sim.truth()
 

@@ -190,6 +190,21 @@ class SimRefuse(NamedTuple):
     signals: tuple
 
 
+class SimByHand(NamedTuple):
+    """Someone at the belt: takes parcel `take_off` off it (-1: the one last inducted that is past
+    the eye), and/or puts a parcel of `length_mm` on it with its head at `put_on_mm` (-1: where
+    the one taken off was)."""
+    take_off: int | None = None
+    put_on_mm: float | None = None
+    length_mm: float = 300.0
+
+
+class SimByHandDone(NamedTuple):
+    """What was done: the parcel taken off (None: none was on the belt) and the one put on."""
+    taken_off: int | None
+    put_on: int | None
+
+
 class SimFailed(NamedTuple):
     """The simulated line could not start (e.g. its port is taken): what to tell the user."""
     error: str

@@ -72,19 +72,25 @@ class PostgresServer:
     def _run(self, cmd: list[str], check: bool = True) -> subprocess.CompletedProcess:
         if self.user:
             cmd = ["runuser", "-u", self.user, "--", *cmd]
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if check and out.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed ({out.returncode}): {out.stderr[-2000:]}{out.stdout[-500:]}")
         return out
 
     def start(self) -> None:
         opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run([self.pg_ctl, "-D", str(self.data), "-l", str(self.dir / "log"), "-o", opts, "-w", "-t", "60",
+        self._run([self.pg_ctl, "-D", str(self.data), "-l", str(self.dir / "log"), "-o", opts, "-w", "-t", "240",
                    "start"])
 
-    def stop(self) -> None:
-        """Fast shutdown: clients are disconnected, as when the site's database server goes down."""
-        self._run([self.pg_ctl, "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop"], check=False)
+    def stop(self, timeout: float = 180) -> None:
+        """Fast shutdown: clients are disconnected, as when the site's database server goes down.
+        Returns once the server process is gone (a loaded machine can take long over it)."""
+        pid = self.pid()
+        self._run([self.pg_ctl, "-D", str(self.data), "-m", "fast", "-w", "-t", str(int(timeout)), "stop"],
+                  check=False)
+        end = time.monotonic() + timeout
+        while pid is not None and _alive(pid) and time.monotonic() < end:
+            time.sleep(0.1)
 
     def pid(self) -> int | None:
         try:

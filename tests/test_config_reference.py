@@ -23,7 +23,8 @@ from sorter.controller.config.reference import REGENERATE, json_schema, markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "config" / "README.md"
-SECTIONS = {"line", "plc", "io", "cameras", "routing", "records", "api", "sim", "site", "data_dir", "retention"}
+SECTIONS = {"line", "plc", "io", "cameras", "routing", "records", "api", "sim", "site", "data_dir", "retention",
+            "auth", "stats"}
 
 
 def cli(*argv: str) -> int:

@@ -137,3 +137,23 @@ def test_a_second_run_keeps_the_config_and_the_token(installed):
     assert f"config {root}/etc/sorter/line.yaml is there: kept" in r.stdout
     assert f"{root}/etc/sorter/env is there: kept" in r.stdout
     assert "is there: sorter is upgraded in it" in r.stdout
+
+
+def test_every_dependency_is_pinned_within_its_bounds():
+    """constraints.txt pins each requirement of pyproject.toml (the test extra's too) at a version its
+    bounds allow, and every one has an upper bound on its major version. A dependency added without
+    a pin fails here: run `.venv/bin/python scripts/constraints.py`."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines():
+        if "==" in line and not line.lstrip().startswith("#"):
+            name, version = line.strip().split("==")
+            pins[canonicalize_name(name)] = version
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    reqs = [Requirement(r) for r in project["dependencies"] + sum(project["optional-dependencies"].values(), [])]
+    unpinned = [str(r) for r in reqs if canonicalize_name(r.name) not in pins]
+    outside = [f"{r} (pinned {pins[canonicalize_name(r.name)]})" for r in reqs
+               if canonicalize_name(r.name) in pins and not r.specifier.contains(pins[canonicalize_name(r.name)])]
+    unbounded = [str(r) for r in reqs if not any(s.operator in ("<", "<=", "==", "~=") for s in r.specifier)]
+    assert not unpinned and not outside and not unbounded, (unpinned, outside, unbounded)

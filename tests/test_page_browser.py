@@ -80,12 +80,13 @@ def api(sim, path: str, **params) -> object:
 
 def login(sim, name: str) -> Page:
     p = Page(sim["browser"], sim["url"])
-    p.page.goto("/login?next=/")
+    p.page.goto("/login?next=/", wait_until="domcontentloaded")
     p.page.fill("#name", name)
     p.page.fill("#password", PASSWORDS[name])
     p.page.click("#login-btn")
-    p.page.wait_for_url(sim["url"] + "/")
-    p.page.wait_for_function("document.getElementById('user-name').textContent.indexOf(%r) >= 0" % name)
+    p.page.wait_for_url(sim["url"] + "/", wait_until="domcontentloaded")
+    # a function, not an expression: the page's CSP (no eval) refuses Playwright's polling of a string
+    p.page.wait_for_function("(n) => document.getElementById('user-name').textContent.indexOf(n) >= 0", arg=name)
     return p
 
 
@@ -178,7 +179,7 @@ def test_keying_a_no_read_completes_its_record(sim):
         story = httpx.get(f"{sim['url']}/api/parcels/{run_id}/{pid}").json()
         assert story["outcome"] == "no_read" and story["keyed"]["waybill"] == sorted_one["waybill"]
         assert story["keyed"]["chute"] == sorted_one["chute"] and story["keyed"]["by"] == "sam"
-        pg.goto(f"/parcel?run={run_id}&id={pid}")
+        pg.goto(f"/parcel?run={run_id}&id={pid}", wait_until="domcontentloaded")
         pg.wait_for_selector(f"dd:has-text('{sorted_one['waybill']}')")
         pg.screenshot(path=str(sim["shots"] / "parcel-story.png"), full_page=True)
         assert not p.unexpected_dialogs and not p.errors
@@ -194,14 +195,14 @@ def test_hostile_text_renders_as_text(sim):
     p = Page(sim["browser"], sim["url"])
     try:
         pg = p.page
-        pg.goto("/")
+        pg.goto("/", wait_until="domcontentloaded")
         pg.fill("#search-form input[name=waybill]", EVIL)
         pg.click("#search-form button[type=submit]")
         cell = pg.locator("#search-results td.waybill").first
         cell.wait_for()
         assert cell.text_content() == EVIL
         assert pg.locator("#search-results img").count() == 0
-        pg.goto("/parcel?run=evil&id=1")
+        pg.goto("/parcel?run=evil&id=1", wait_until="domcontentloaded")
         pg.wait_for_selector("ul.reads li")
         assert EVIL in pg.locator("ul.reads li").first.text_content()
         assert pg.locator("main img").count() == 0
@@ -217,19 +218,19 @@ def test_language_switch_is_remembered(sim):
     p = Page(sim["browser"], sim["url"])
     try:
         pg = p.page
-        pg.goto("/")
+        pg.goto("/", wait_until="domcontentloaded")
         pg.wait_for_selector(".oc-row[data-outcome=sorted]")
         assert pg.text_content("[data-i18n='k.throughput']") == "处理量"
         assert pg.text_content(".oc-row[data-outcome=no_read] .oc-name") == "无读码"
         pg.click("#lang-link")
-        pg.wait_for_function("document.documentElement.lang === 'en'")
+        pg.wait_for_function("() => document.documentElement.lang === 'en'")
         assert pg.text_content("[data-i18n='k.throughput']") == "Throughput"
         pg.wait_for_selector(".oc-row[data-outcome=no_read]")
         assert pg.text_content(".oc-row[data-outcome=no_read] .oc-name") == "no read"
-        pg.goto("/")                                                     # no ?lang: remembered
+        pg.goto("/", wait_until="domcontentloaded")                      # no ?lang: remembered
         pg.wait_for_selector(".oc-row[data-outcome=no_read]")
         assert pg.text_content("[data-i18n='k.throughput']") == "Throughput"
-        pg.goto("/?lang=zh")
+        pg.goto("/?lang=zh", wait_until="domcontentloaded")
         assert pg.text_content("[data-i18n='k.throughput']") == "处理量"
     finally:
         p.close()
@@ -242,9 +243,9 @@ def test_numbers_shown_match_the_status_and_phone_and_wall_layouts(sim):
         p = Page(sim["browser"], sim["url"])
         try:
             pg = p.page
-            pg.goto("/?lang=en")
-            pg.wait_for_function("document.getElementById('k-total').textContent === %r"
-                                 % f"{st['counts']['total']:,}")
+            pg.goto("/?lang=en", wait_until="domcontentloaded")
+            pg.wait_for_function("(t) => document.getElementById('k-total').textContent === t",
+                                 arg=f"{st['counts']['total']:,}")
             oc = st["counts"]["outcomes"]
             assert pg.text_content("#k-sorted") == f"{oc['sorted']:,}"
             for key, n in oc.items():
@@ -257,7 +258,7 @@ def test_numbers_shown_match_the_status_and_phone_and_wall_layouts(sim):
             p.close()
         phone = Page(sim["browser"], sim["url"], width=360, height=740)
         try:
-            phone.page.goto("/")
+            phone.page.goto("/", wait_until="domcontentloaded")
             phone.page.wait_for_selector("#recent tr")
             # the tables scroll inside their panels; the page itself never scrolls sideways
             assert phone.page.evaluate("document.documentElement.scrollWidth") <= 360
@@ -266,7 +267,7 @@ def test_numbers_shown_match_the_status_and_phone_and_wall_layouts(sim):
             phone.close()
         wall = Page(sim["browser"], sim["url"], width=1920, height=1080)
         try:
-            wall.page.goto("/?kiosk=1")
+            wall.page.goto("/?kiosk=1", wait_until="domcontentloaded")
             wall.page.wait_for_selector("body.kiosk .chute")
             size = wall.page.evaluate("parseFloat(getComputedStyle(document.getElementById('k-total')).fontSize)")
             assert size >= 48                                          # read from a few metres

@@ -168,7 +168,8 @@ def camera_folder(tmp_path: Path) -> Path:
 def sim_io(tmp_path):
     """The simulated line's I/O module on a free port, and a line config that points at it."""
     path = write_line_config(tmp_path / "config", overrides={
-        "cameras": [{"name": "top", "source": str(camera_folder(tmp_path)), "position_mm": 1100}]})
+        # a folder replayed again and again: the camera stays open (a folder played once ends)
+        "cameras": [{"name": "top", "source": f"{camera_folder(tmp_path)}?fps=2&loop=1", "position_mm": 1100}]})
     cfg = load_config(path)
     physics = LinePhysics(cfg, ParcelPlan(cfg, 1), time.monotonic(), 20)
     srv = ServerThread(cfg, physics)
@@ -209,9 +210,16 @@ def test_sorter_run_notifies_ready_status_and_a_watchdog_fed_by_the_timing_loop(
         stopped_pid = st["line"]["timing_pid"]
         assert stopped_pid in descendants(proc.pid)
         os.kill(stopped_pid, signal.SIGSTOP)
-        time.sleep(2.5)  # its last status messages are read, the ping they earned is sent
+        t_sigstop = time.monotonic()
+
+        def quiet_for(s: float) -> bool:  # no ping for s seconds (they come every second while it runs)
+            last = max([t for t, m in list(listener.messages) if m == "WATCHDOG=1"], default=0.0)
+            return time.monotonic() - max(last, t_sigstop) >= s
+
+        # its last status messages (in the pipe at the SIGSTOP) are read and earn a last ping; then none
+        wait_for(lambda: quiet_for(3), 60, "the pings to stop after SIGSTOP of the timing process")
         t_stall = time.monotonic()
-        time.sleep(4)
+        time.sleep(3)
         assert not listener.lines("WATCHDOG=1", t_stall), "pings went on while the timing loop was stopped"
         assert status(port) is not None  # the service and its page are alive: only the loop is stuck
 

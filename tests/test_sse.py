@@ -67,8 +67,8 @@ class Events:
                     self.events.append((ev_id, json.loads(line.split(":", 1)[1])))
                 elif line.startswith(":"):
                     self.comments.append(line)
-        except (OSError, ValueError, http.client.HTTPException):
-            return
+        except (OSError, ValueError, AttributeError, http.client.HTTPException):
+            return  # closed (AttributeError: http.client reading on after close())
 
     def wait(self, pred, what: str, timeout: float = 20) -> None:
         end = time.monotonic() + timeout

@@ -115,12 +115,16 @@ def test_touching_parcels_are_gap_too_small_and_rejected(example_config):
     small = run.with_outcome("gap_too_small")
     assert small
     assert all(p.landed == "REJECT" and "gap" in p.record["reason"] for p in small)
-    # the gap the controller measured is the plan's: below min_gap_mm exactly for these parcels
+    # the gap the controller measured is the plan's, to half a millimetre (an encoder count turned
+    # into a time and back): below min_gap_mm for these parcels, whatever it says within 0.5 mm of it
     line = cfg.line
     plan = ParcelPlan(cfg, 3)
-    close = {i for i in range(1, 120) if
-             (plan.get(i).head_s - plan.get(i - 1).head_s) * plan.speed_mm_s - plan.get(i - 1).length_mm < line.min_gap_mm}
-    assert indices(small) == close
+
+    def gap(i):
+        return (plan.get(i).head_s - plan.get(i - 1).head_s) * plan.speed_mm_s - plan.get(i - 1).length_mm
+    close = {i for i in range(1, 120) if gap(i) < line.min_gap_mm - 0.5}
+    either = {i for i in range(1, 120) if abs(gap(i) - line.min_gap_mm) <= 0.5}
+    assert close <= indices(small) <= close | either
 
 
 def test_a_parcel_missed_by_its_confirm_eye_does_not_take_the_next_ones_confirm(example_config):

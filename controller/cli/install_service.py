@@ -9,6 +9,7 @@
     /var/lib/sorter/                  the data: records, manifest, no-read images, calibrations
     /etc/systemd/system/sorter.service   the unit (systemd/sorter.service)
     /usr/local/bin/sorter             -> /opt/sorter/venv/bin/sorter
+    /opt/sorter/README.md             the unit's Documentation=
     user and group `sorter`, in the groups dialout (serial ports) and video (USB cameras)
 
 `--dry-run` prints every step and changes nothing. `--prefix DIR` installs under DIR instead of

@@ -24,7 +24,7 @@ class RetentionConfig(Strict):
     manifest_days: int = Field(default=60, ge=0, le=36_500,
                                description="carriers' pre-advice rows not updated for this many days")
     at: str = Field(default="03:30", description="local time of day (HH:MM) the purge runs")
-    batch_rows: int = Field(default=500, ge=10, le=100_000,
+    batch_rows: int = Field(default=100, ge=10, le=100_000,
                             description="rows deleted per transaction (each one holds the database's write "
                                         "lock for a few milliseconds)")
     pause_ms: float = Field(default=50, ge=0, le=10_000,

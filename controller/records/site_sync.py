@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from sorter.controller.records.schema import FIELD_NAMES, connect
+from sorter.controller.records.schema import FIELD_NAMES, SchemaError, connect
 from sorter.controller.records.site_db import INSERT, ensure_schema, redact
 
 log = logging.getLogger("sorter.records.site")
@@ -137,9 +137,13 @@ class SiteForwarder:
                     break
                 self._wait(backoff)
                 backoff = min(backoff * 2, self.retry_max_s)
-            except Exception as exc:  # noqa: BLE001 - the local file failed (disk, schema): keep trying
+            except Exception as exc:  # noqa: BLE001 - the local file failed (disk), or a newer site schema
                 self.errors += 1
-                self.last_error = f"local records: {type(exc).__name__}: {exc}"
+                self.last_error = str(exc) if isinstance(exc, SchemaError) else \
+                    f"local records: {type(exc).__name__}: {exc}"
+                if conn is not None and isinstance(exc, SchemaError):
+                    conn.close()
+                    conn = None
                 log.error("site forwarder: %s", self.last_error)
                 if stopping:
                     break

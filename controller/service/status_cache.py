@@ -13,11 +13,14 @@ thread and must only schedule work, never block.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
+
+log = logging.getLogger(__name__)
 
 
 def json_safe(obj: Any) -> Any:
@@ -31,10 +34,30 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+def _fallback(value: Any) -> Any:
+    """A value JSON has no type for (a numpy integer, a Path ...): its number, else its text. The
+    supervisor publishes the snapshot: an odd value must not stop it."""
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            v = item()
+            if isinstance(v, (int, float, str, bool)) or v is None:
+                return json_safe(v)
+        except (TypeError, ValueError):
+            pass
+    if not _fallback_logged:
+        _fallback_logged.append(type(value).__name__)
+        log.warning("status snapshot: a %s value sent as text", type(value).__name__)
+    return str(value)
+
+
+_fallback_logged: list[str] = []
+
+
 def to_json_bytes(obj: Any) -> bytes:
-    # allow_nan=False: json_safe has removed them, and a value it missed fails loudly here, not
-    # as invalid JSON in a browser
-    return json.dumps(json_safe(obj), ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    # allow_nan=False: json_safe has removed NaN and inf, so the bytes are valid JSON for a browser
+    return json.dumps(json_safe(obj), ensure_ascii=False, allow_nan=False, separators=(",", ":"),
+                      default=_fallback).encode()
 
 
 @dataclass(frozen=True)

@@ -62,10 +62,12 @@ class Pulse:
 
 
 def line_ready(svc) -> bool:
-    """The I/O link is up, the loop has polled it for a while, and every camera is open."""
-    ts = svc.timing_status
-    return bool(ts.get("plc", {}).get("connected")) and ts.get("counters", {}).get("polls", 0) > READY_POLLS \
-        and all(h.up for h in svc.cameras.values())
+    """The I/O link is up, the loop has polled it for a while, and every camera is open — as the
+    status page shows it (the supervisor's snapshot), so that READY and the page agree."""
+    line = (svc.status() or {}).get("line") or {}
+    cameras = (svc.status() or {}).get("cameras") or []
+    return bool((line.get("plc") or {}).get("connected")) and (line.get("counters") or {}).get("polls", 0) > READY_POLLS \
+        and all(c.get("alive") for c in cameras)
 
 
 def status_text(svc) -> str:
@@ -117,7 +119,12 @@ class SystemdFeeder:
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):
             svc = self.svc
-            msgs = self.pulse.step(getattr(svc, "timing_status_seq", 0), line_ready(svc), status_text(svc))
+            try:
+                ready, text = line_ready(svc), status_text(svc)
+            except Exception:  # noqa: BLE001 - a snapshot of an odd shape must not stop the pings
+                log.exception("systemd status: cannot read the line's state")
+                ready, text = self.pulse.ready_sent, "status unknown (see the log)"
+            msgs = self.pulse.step(getattr(svc, "timing_status_seq", 0), ready, text)
             if "READY=1" in msgs:
                 log.info("ready: the line's I/O is up and every camera is open")
             self.notifier.send(*[m if not m.startswith("STATUS=") else "STATUS=" + one_line(m[7:]) for m in msgs])

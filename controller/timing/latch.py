@@ -190,6 +190,8 @@ class PlcTracker(Tracker):
         if edge is not None:
             self.accounted_seq = edge[2]
         now = self.bits_mono or 0.0
+        # it rides on to the reject chute nobody sent it to: its confirm there is not a stranger's
+        self.ghosts_until_mono = max(self.ghosts_until_mono, now + self._settle_s())
         p = Parcel(self.next_pid, float(self.clock.count), now, self.wall(), None)
         self.next_pid += 1
         p.outcome, p.reason = "fault", "crossed the induct photo-eye while the line's I/O could not be read (latch counter)"

@@ -163,8 +163,6 @@ class Tracker:
             return
         if t_mono - prev_t > self.blind_gap_s:
             self.blind_spans.append((prev_t, t_mono))
-            # a parcel whose confirm window ran out unread still lands: its confirm is not a stranger's
-            self.ghosts_until_mono = max(self.ghosts_until_mono, t_mono + self._settle_s())
         # an edge happened somewhere between the two samples: take the middle
         t_edge = (prev_t + t_mono) / 2
         induct = self.line.induct.signal
@@ -175,7 +173,7 @@ class Tracker:
         for c in self.line.chutes:
             s = c.confirm_signal
             if s and values.get(s) and not prev.get(s):
-                self._confirm(c.id, t_edge)
+                self._confirm(c.id, t_edge, (t_mono - prev_t) / 2)
         self._advance(t_mono)
 
     def _induct_head(self, t_edge: float) -> None:
@@ -358,9 +356,11 @@ class Tracker:
                     self._expect_reject(p)
 
     # ---------------------------------------------------------------- confirms
-    def _confirm(self, chute_id: str, t: float) -> None:
+    def _confirm(self, chute_id: str, t: float, tol: float = 0.0) -> None:
+        """A confirm photo-eye's rising edge at about `t` (± `tol`: half the gap between the polls
+        that saw it, which a slow link or a stalled process makes long)."""
         waiting = [p for p in self.parcels if p.state == "travelling" and p.expect_chute == chute_id
-                   and p.expect_from_mono <= t <= p.expect_until_mono]
+                   and p.expect_from_mono - tol <= t <= p.expect_until_mono + tol]
         if not waiting and t <= self.ghosts_until_mono:
             self.counters["confirms_after_fault"] += 1
             return

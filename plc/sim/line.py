@@ -29,13 +29,13 @@ from pathlib import Path
 
 from sorter.controller.config.line import Config
 from sorter.controller.config.routing import manifest_inbox_folder
-from sorter.messages import (SimFailed, SimForce, SimOutage, SimOutageDone, SimReady, SimRefuse, SimReport,
+from sorter.messages import (SimByHand, SimByHandDone, SimFailed, SimForce, SimOutage, SimOutageDone, SimReady, SimRefuse, SimReport,
                               SimLineNews, SimReportRequest, SimStart, Stop)
 from sorter.plc.sim.advice import SimAdvice
 from sorter.plc.sim.clock_feed import NEWS_MAX_EVENTS, NEWS_S, ClockPublisher
 from sorter.plc.sim.modbus_server import SimIOModule, start_server
 from sorter.plc.sim.parcels import ParcelPlan
-from sorter.plc.sim.physics import LinePhysics
+from sorter.plc.sim.physics import EXTRA_INDEX, LinePhysics
 
 log = logging.getLogger("sorter.sim")
 MANIFEST_AHEAD = 2000  # parcels of pre-advice kept ahead of induction in an endless run
@@ -117,6 +117,29 @@ class SimLine:
                 events = events[NEWS_MAX_EVENTS:]
         except OSError:  # the frames process is gone: nobody to tell
             self.publisher = None
+
+    def by_hand(self, msg, now: float) -> SimByHandDone:
+        """What someone at the belt does (the physics keeps it in the truth: OFF_BELT, extras)."""
+        ph = self.physics
+        if ph is None:
+            return SimByHandDone(None, None)
+        taken = at_mm = None
+        if msg.take_off is not None:
+            ph.advance(now)
+            index = msg.take_off
+            if index == -1:  # the parcel last inducted whose tail is past the eye
+                past = [c.p.index for c in ph.on_belt if c.t_tail <= now and c.p.index < EXTRA_INDEX]
+                index = max(past) if past else None
+            if index is not None:
+                at_mm = ph.head_mm(ph.plan.get(index), now)
+                if ph.take_off(index, now):
+                    taken = index
+        put = None
+        if msg.put_on_mm is not None:
+            where = at_mm if msg.put_on_mm == -1 else msg.put_on_mm  # -1: in the place of the one taken off
+            if where is not None:
+                put = ph.put_on(now, where, msg.length_mm)
+        return SimByHandDone(taken, put)
 
     def expected_chute(self, p) -> str | None:
         if p.expected_outcome != "sorted":
@@ -270,6 +293,8 @@ async def _serve(sim: SimLine, conn: Connection, host: str, port: int) -> None:
                     sim.module.forced[msg.signal] = msg.value
             elif kind is SimRefuse:
                 sim.module.refuse = set(msg.signals)
+            elif kind is SimByHand:
+                conn.send(sim.by_hand(msg, time.monotonic()))
             elif kind is Stop:
                 break
     finally:

@@ -114,8 +114,9 @@
     li.dataset.alarm = String(a.id);
     li.appendChild(el("span", "a-since", clock(a.first_wall || a.since_wall)));
     const body = el("div", "a-body");
-    const title = I18N.t("alarm." + a.code, a.params || {});
-    body.appendChild(el("div", "a-title", (title || a.code || a.id) + " · " + T("severity." + sev)));
+    // the code in the page's language; an alarm without one (an older service) shows its text only
+    const title = a.code ? I18N.t("alarm." + a.code, a.params || {}) || a.code : null;
+    if (title) body.appendChild(el("div", "a-title", title + (sev !== "unknown" ? " · " + T("severity." + sev) : "")));
     body.appendChild(el("div", "a-text", a.text));
     const meta = [T("count") + " " + num(a.count || 1), T("last") + " " + clock(a.last_wall)];
     if (a.acked_by) meta.push(T("acked_by") + " " + a.acked_by + " " + clock(a.acked_wall));
@@ -343,8 +344,14 @@
       $("review").replaceChildren(el("div", "none", T("review.none")));
       return;
     }
+    // a card stays while its parcel is listed: what is typed in it and its answer are kept
+    const kept = new Map();
+    for (const c of $("review").querySelectorAll(".review-item")) kept.set(c.dataset.parcel, c);
     $("review").replaceChildren(...rows.map((r) => {
+      const old = kept.get(String(r.run_id) + "/" + String(r.parcel_id));
+      if (old && old.dataset.supervisor === String(S.may("supervisor"))) return old;
       const card = el("div", "review-item");
+      card.dataset.supervisor = String(S.may("supervisor"));
       card.dataset.parcel = String(r.run_id) + "/" + String(r.parcel_id);
       const head = el("div", "ri-head");
       head.appendChild(S.parcelLink(r, "#" + r.parcel_id));
@@ -427,7 +434,7 @@
     }
     q.set("limit", "200");
     try {
-      const rows = await S.getJson("/api/search?" + q.toString(), 10000);
+      const rows = await S.getJson("/api/search?" + q.toString(), 60000);
       fillTable("search-results", rows, T("search.none"), chuteNames(lastStatus));
     } catch (e) {
       fillTable("search-results", [], String(e), {});
@@ -467,14 +474,17 @@
   }
 
   let lastOk = 0;
+  function shown(st) {
+    render(st);
+    lastOk = Date.now();
+    $("stale").hidden = true;
+    document.body.classList.remove("is-stale");
+    setText("updated", T("updated") + " " + clock(lastOk / 1000).slice(0, 8));
+  }
+
   async function poll() {
     try {
-      const st = await S.getJson("/api/status", TIMEOUT_MS);
-      render(st);
-      lastOk = Date.now();
-      $("stale").hidden = true;
-      document.body.classList.remove("is-stale");
-      setText("updated", T("updated") + " " + clock(lastOk / 1000).slice(0, 8));
+      shown(await S.getJson("/api/status", TIMEOUT_MS));
     } catch (e) {
       $("stale").hidden = false;
       document.body.classList.add("is-stale");
@@ -513,11 +523,23 @@
     }, { once: true });
     await S.loadMe();
     S.renderUser();
-    poll();
+    // live.js (Server-Sent Events, its own poll as the fallback) feeds the page when it is there
+    if (window.sorterLive) {
+      window.sorterLive.subscribe((st) => {
+        try { shown(st); } catch (e) { console.error(e); }
+      });
+      window.sorterLive.onStale((stale) => {
+        $("stale").hidden = !stale;
+        document.body.classList.toggle("is-stale", !!stale);
+      });
+    } else {
+      poll();
+    }
     pollNoreads();
     slow();
   }
 
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
-  else start();
+  // after every deferred script has run (live.js comes after this one)
+  if (document.readyState === "complete") start();
+  else document.addEventListener("DOMContentLoaded", start);
 })();

@@ -226,6 +226,7 @@
     const link = (fmt, text, id) => {
       const a = el("a", "button", text);
       a.id = id;
+      linkLook(a);
       a.setAttribute("download", "");
       const update = () => { a.href = "/api/export?format=" + fmt + "&day=" + encodeURIComponent(day.value || isoDay(new Date())); };
       day.addEventListener("change", update);
@@ -238,6 +239,7 @@
     for (const fmt of ["xlsx", "csv"]) {
       const a = el("a", "button", W.export_search + " (" + (fmt === "xlsx" ? W.excel : W.csv) + ")");
       a.id = "export-search-" + fmt;
+      linkLook(a);
       a.setAttribute("download", "");
       a.href = "/api/export?format=" + fmt;
       a.addEventListener("click", () => { a.href = searchExportUrl(fmt); });
@@ -245,6 +247,12 @@
     }
     box.appendChild(form);
     return box;
+  }
+
+  function linkLook(a) {  // readable on the page's dark panels, whatever the browser's link colour
+    a.style.color = "inherit";
+    a.style.marginLeft = "12px";
+    a.style.textDecoration = "underline";
   }
 
   function searchExportUrl(fmt) {
@@ -326,8 +334,15 @@
     build(root);
     refresh();
     setInterval(refresh, REFRESH_MS);
-    if (window.sorterLive) window.sorterLive.subscribe(onStatus);
-    else getJson("/api/status").then(onStatus).catch(() => {});
+    // the histogram follows the page's live status once the page uses window.sorterLive (SSE);
+    // until then it is read with the other charts (an open event stream also keeps a
+    // --virtual-time-budget Chromium waiting for ever: tests/test_api.py)
+    if (window.sorterLive && window.sorterLiveForCharts) window.sorterLive.subscribe(onStatus);
+    else {
+      const pull = () => getJson("/api/status").then(onStatus).catch(() => {});
+      pull();
+      setInterval(pull, REFRESH_MS);
+    }
   }
 
   window.sorterCharts = { refresh, searchExportUrl };
