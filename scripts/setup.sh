@@ -21,19 +21,15 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0'; then
 fi
 if [ "${1:-}" = test ]; then
   command -v socat >/dev/null || apt_install socat || true
+  # the page tests drive Debian's Chromium through Playwright (never a browser Playwright downloads)
   command -v chromium >/dev/null || command -v chromium-browser >/dev/null || apt_install chromium || \
-    echo "setup: no chromium; the browser test will be skipped" >&2
-fi
-# the site tests' real servers: PostgreSQL and Mosquitto (tests/servers.py starts instances of its own)
-if [ "${1:-}" = test ]; then
+    echo "setup: no chromium; the browser tests will be skipped" >&2
+  # the site tests' real servers: PostgreSQL and Mosquitto (tests/servers.py starts instances of its own)
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_install postgresql || \
     echo "setup: no PostgreSQL server; the site database tests will be skipped" >&2
   command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || apt_install mosquitto || \
     echo "setup: no mosquitto; the MQTT tests will be skipped" >&2
-fi
-
-# systemd's tools, for the unit's test (`systemd-analyze verify systemd/sorter.service`)
-if [ "${1:-}" = test ]; then
+  # systemd's tools, for the unit's test (`systemd-analyze verify systemd/sorter.service`)
   command -v systemd-analyze >/dev/null || apt_install systemd || \
     echo "setup: no systemd-analyze; the unit file test will be skipped" >&2
 fi

@@ -100,11 +100,13 @@ class PostgresServer:
 
     def close(self) -> None:
         pid = self.pid()
-        self.stop()
-        if pid is not None and _alive(pid):  # a stop that did not take: end it, and fail the test
-            os.kill(pid, signal.SIGKILL)
-            raise AssertionError(f"PostgreSQL {pid} was still running after pg_ctl stop")
-        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            self.stop()
+            if pid is not None and _alive(pid):  # a stop that did not take: end it, and fail the test
+                os.kill(pid, signal.SIGKILL)
+                raise AssertionError(f"PostgreSQL {pid} was still running after pg_ctl stop")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def connect(self):
         import psycopg
@@ -164,8 +166,8 @@ class MosquittoServer:
 @pytest.fixture
 def postgres():
     srv = PostgresServer()
-    srv.start()
     try:
+        srv.start()
         yield srv
     finally:
         srv.close()
@@ -174,8 +176,8 @@ def postgres():
 @pytest.fixture
 def mosquitto():
     srv = MosquittoServer()
-    srv.start()
     try:
+        srv.start()
         yield srv
     finally:
         srv.close()

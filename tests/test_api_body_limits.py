@@ -12,7 +12,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 from sorter.controller.api.guard import DEFAULT_BODY_LIMIT, DEFAULT_BODY_LIMITS
 from sorter.controller.api.server import body_limits

@@ -21,7 +21,6 @@ from sorter.controller.cli import users as users_cli
 from sorter.controller.config.load import load_config
 from sorter.controller.config.auth import read_users_file
 from sorter.controller.records.store import RecordStore
-from sorter.controller.routing.manifest import Manifest
 from sorter.controller.service.service import Service
 from sorter.messages import SetChuteEnabled, SetPaused, SetTestMode, SilenceBuzzer
 from tests.conftest import ROOT, load_line_config

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from contextlib import closing
 
-import httpx
 import numpy as np
 import pytest
 

@@ -17,6 +17,7 @@ from sorter.controller.config.site import MqttConfig
 from sorter.controller.service.mqtt import MqttPublisher
 from tests.conftest import ROOT
 from tests.servers import mosquitto  # noqa: F401 - the fixture
+from tests.test_processes import wait_for
 
 mqtt = pytest.importorskip("paho.mqtt.client")
 
@@ -52,15 +53,6 @@ class Subscriber:
     def close(self) -> None:
         self.c.disconnect()
         self.c.loop_stop()
-
-
-def wait_for(cond, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def record(pid: int) -> dict:

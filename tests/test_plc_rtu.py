@@ -3,7 +3,6 @@ pymodbus (modbus-tk's RTU server), through the same driver interface the timing 
 
 from __future__ import annotations
 
-import threading
 
 import pytest
 import serial

@@ -14,7 +14,7 @@ import pytest
 
 from sorter.controller.routing.carriers import CarrierTable, load_carriers
 from sorter.controller.config.load import load_config
-from sorter.controller.routing.gazetteer import Gazetteer, load_gazetteer
+from sorter.controller.routing.gazetteer import load_gazetteer
 from sorter.controller.routing.manifest import Manifest
 from sorter.controller.routing.routes import Facts, RoutesError, load_routes
 from sorter.controller.routing.router import Router, load_routing, load_routing_config

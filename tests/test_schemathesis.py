@@ -2,7 +2,7 @@
 what its OpenAPI schema allows and what it does not, for every operation, with and without the
 token. No answer is a 5xx, and none is larger than a bound: bad input gets a short 4xx.
 
-Bounded: SORTER_FUZZ_EXAMPLES examples per operation (default 5); `bench/fuzz_api.py` runs longer.
+Bounded: SORTER_FUZZ_EXAMPLES examples per operation (default 3); `bench/fuzz_api.py` runs longer.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from tests.conftest import _free_port, write_line_config
 from tests.test_processes import alive, descendants, wait_for
 
 TOKEN = "fuzz-token"
-EXAMPLES = int(os.environ.get("SORTER_FUZZ_EXAMPLES", "5"))
+EXAMPLES = int(os.environ.get("SORTER_FUZZ_EXAMPLES", "3"))
 MAX_BODY = 1 << 20   # no answer of this API to one request needs a megabyte
 
 

@@ -17,7 +17,7 @@ def test_a_parcel_taken_off_and_another_put_on_by_hand(tmp_path):
     path = write_line_config(tmp_path / "config", overrides={"sim.rate_pph": 8000})
     cfg = load_config(path)
     Manifest(cfg.routing.manifest).close()
-    h = SimHarness(cfg, parcels=40, seed=5)
+    h = SimHarness(cfg, parcels=24, seed=5)
     try:
         h.start()
         wait_for(lambda: len(h.records) >= 8, 180, "8 records")

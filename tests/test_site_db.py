@@ -5,7 +5,6 @@ lost or doubled, and they arrive in the order the line recorded them."""
 from __future__ import annotations
 
 import sqlite3
-import time
 
 import pytest
 
@@ -14,6 +13,7 @@ from sorter.controller.records.site_db import ensure_schema, redact
 from sorter.controller.records.site_sync import SiteForwarder
 from sorter.controller.records.store import RecordStore
 from tests.servers import postgres  # noqa: F401 - the fixture
+from tests.test_processes import wait_for
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -23,15 +23,6 @@ def record(run_id: str, pid: int, outcome: str = "sorted") -> dict:
             "reads": [{"camera": "top", "symbology": "code128", "text": f"ZT{pid:012d}"}],
             "waybill": f"ZT{pid:012d}", "carrier": "ZTO", "destination": "泽国镇", "chute": "C03",
             "actual_chute": "C03", "outcome": outcome, "reason": "", "routing_version": "abc", "rule": "r1"}
-
-
-def wait_for(cond, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def site_rows(pg) -> list[tuple]:

@@ -21,18 +21,10 @@ from tests.conftest import load_line_config
 from tests.servers import free_port, mosquitto, postgres  # noqa: F401 - the fixtures
 from tests.test_mqtt import Subscriber
 from tests.test_uploads import SECRET, Receiver
+from tests.test_processes import wait_for
 
 PARCELS = 150
-OUTAGE_S = float(os.environ.get("SORTER_SITE_OUTAGE_S", "30"))  # the issue asks for 60 s; 30 keeps the suite short
-
-
-def wait_for(cond, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+OUTAGE_S = float(os.environ.get("SORTER_SITE_OUTAGE_S", "15"))  # the issue asks for 60 s (measured with =60); 15 keeps CI short
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from fastapi import FastAPI
 from sorter.controller.api import events as api_events
 from sorter.controller.api.app import create_app
 from sorter.controller.records.store import RecordStore
-from sorter.controller.service.status_cache import PulledStatus, StatusCache
+from sorter.controller.service.status_cache import StatusCache
 from tests.conftest import write_line_config
 from tests.test_api import make_status
 
@@ -245,7 +245,7 @@ def test_sorter_sim_with_parcels_serves_the_api_and_events(tmp_path, free_port):
         while time.monotonic() < end and proc.poll() is None:
             try:
                 st = httpx.get(base + "/api/status", timeout=5).json()
-                if st["line"]["state"] == "running":
+                if st["line"]["state"] == "running" and st.get("sim"):  # (the run's progress comes a moment later)
                     break
             except (httpx.HTTPError, ValueError, KeyError):
                 pass

@@ -14,7 +14,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -27,6 +26,7 @@ from sorter.controller.records.store import RecordStore
 from sorter.controller.service.uploads import Uploads
 from tests.conftest import ROOT
 from tests.servers import free_port
+from tests.test_processes import wait_for
 
 SECRET = b"zto-signing-key"
 
@@ -123,15 +123,6 @@ def receiver():
 def target(url: str, **kw) -> UploadTarget:
     return UploadTarget(name="zto", url=url, secret_env="ZTO_KEY", **{"batch_size": 10, "backoff_s": 0.05,
                                                                        "backoff_max_s": 0.3, **kw})
-
-
-def wait_for(cond, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_outbox_holds_an_arrival_and_a_sort_event_per_parcel_once(tmp_path):

@@ -107,7 +107,7 @@ def test_sorter_calibrate_and_camera_test(line_config, tmp_path, capsys):
     cv2.imwrite(str(tmp_path / "target.png"), frame)
     assert main(["calibrate", "chessboard", "top", "--config", str(line_config), "--image",
                  str(tmp_path / "target.png"), "--square-mm", str(SQUARE_MM)]) == 0
-    out = tmp_path / "calibration" / "top.json"
+    out = tmp_path / "var" / "calibration" / "top.json"  # the data folder: var/ beside the config
     assert json.loads(out.read_text())["method"] == "target"
     assert "written to" in capsys.readouterr().out
     # a second calibration keeps the first as a backup

@@ -14,44 +14,13 @@ from typing import Any, Iterator
 
 from sorter.controller.records.rows import row_to_record
 from sorter.controller.records.schema import KEYED_NAMES, OUTCOMES
+from sorter.controller.records.search import filter_sql
 
 WAYBILL = "COALESCE(waybill, keyed_waybill)"
 CARRIER = "COALESCE(carrier, keyed_carrier)"
 TOWN = "COALESCE(destination, keyed_destination)"
 GROUPS = {"carrier": CARRIER, "town": TOWN}
 MAX_BUCKETS = 5000
-
-
-def filter_sql(*, waybill: str | None = None, since_wall: float | None = None, until_wall: float | None = None,
-               carrier: str | None = None, town: str | None = None, chute: str | None = None,
-               outcome: str | None = None, keyed: bool | None = None) -> tuple[str, list[Any]]:
-    """The search's criteria (records/search.py: the same meaning, tests/test_export.py checks they
-    find the same parcels) as a WHERE clause ('' for none) and its arguments."""
-    where, args = [], []  # type: list[str], list[Any]
-    if waybill:
-        where.append("(waybill = ? OR keyed_waybill = ?)")
-        args += [waybill, waybill]
-    if since_wall is not None:
-        where.append("ended_wall >= ?")
-        args.append(float(since_wall))
-    if until_wall is not None:
-        where.append("ended_wall < ?")
-        args.append(float(until_wall))
-    if carrier:
-        where.append("(carrier = ? OR keyed_carrier = ?)")
-        args += [carrier, carrier]
-    if town:
-        where.append("(destination = ? OR keyed_destination = ?)")
-        args += [town, town]
-    if chute:
-        where.append("(chute = ? OR actual_chute = ? OR keyed_chute = ?)")
-        args += [chute, chute, chute]
-    if outcome:
-        where.append("outcome = ?")
-        args.append(outcome)
-    if keyed is not None:
-        where.append("keyed_wall IS NOT NULL" if keyed else "keyed_wall IS NULL")
-    return (" WHERE " + " AND ".join(where)) if where else "", args
 
 
 def iter_records(conn: sqlite3.Connection, lock: threading.Lock, batch: int = 1000,

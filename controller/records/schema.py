@@ -27,8 +27,9 @@ OUTCOMES = (
     "fault",
 )
 
-SCHEMA_VERSION = 5  # 3: the parcel journal; 4: the upload outbox and the forwarders' cursors;
-#                    5: keying by hand (keyed_* columns), the audit of control actions, the alarm history
+SCHEMA_VERSION = 6  # 3: the parcel journal; 4: the upload outbox and the forwarders' cursors;
+#                    5: keying by hand (keyed_* columns), the audit of control actions, the alarm history;
+#                    6: the line's marks for its next start (line_marks)
 # a parcel keyed by hand on the page or at the manual-sort station: what was keyed, where it routes,
 # who and when. Not record fields (the timing process never writes them); the outcome stays the
 # original one, so the line's read rate is not flattered by the keying
@@ -182,9 +183,11 @@ def connect(path: str | os.PathLike[str], *, timeout_s: float = 10.0) -> sqlite3
     if version < SCHEMA_VERSION:
         conn.execute("BEGIN IMMEDIATE")
         if version >= 1:  # an older file: add the newer columns, keep every record
+            have = {row[1] for row in conn.execute("PRAGMA table_info(parcels)")}
             for v in range(version + 1, SCHEMA_VERSION + 1):
                 for name, typ in _ADDED.get(v, ()):
-                    conn.execute(f"ALTER TABLE parcels ADD COLUMN {name} {typ}")
+                    if name not in have:  # a migration cut short before its version was set: go on
+                        conn.execute(f"ALTER TABLE parcels ADD COLUMN {name} {typ}")
         for stmt in _SCHEMA.split(";"):
             if stmt.strip():
                 conn.execute(stmt)

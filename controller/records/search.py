@@ -23,12 +23,11 @@ def _record(row: sqlite3.Row) -> dict[str, Any]:
     return rec
 
 
-def search(conn: sqlite3.Connection, lock: threading.Lock, *, waybill: str | None = None,
-           since_wall: float | None = None, until_wall: float | None = None, carrier: str | None = None,
-           town: str | None = None, chute: str | None = None, outcome: str | None = None,
-           keyed: bool | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    """Newest first. `waybill` matches the read waybill or the keyed one; `chute` the chute
-    chosen, the chute it went to, or the chute it was keyed to; `town` the destination."""
+def filter_sql(*, waybill: str | None = None, since_wall: float | None = None, until_wall: float | None = None,
+               carrier: str | None = None, town: str | None = None, chute: str | None = None,
+               outcome: str | None = None, keyed: bool | None = None) -> tuple[str, list[Any]]:
+    """The search's criteria as a WHERE clause ('' for none) and its arguments (the search, the
+    export and the totals find the same parcels with them)."""
     where, args = [], []  # type: list[str], list[Any]
     if waybill:
         where.append("(waybill = ? OR keyed_waybill = ?)")
@@ -53,9 +52,18 @@ def search(conn: sqlite3.Connection, lock: threading.Lock, *, waybill: str | Non
         args.append(outcome)
     if keyed is not None:
         where.append("keyed_wall IS NOT NULL" if keyed else "keyed_wall IS NULL")
-    sql = "SELECT * FROM parcels"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
+    return (" WHERE " + " AND ".join(where)) if where else "", args
+
+
+def search(conn: sqlite3.Connection, lock: threading.Lock, *, waybill: str | None = None,
+           since_wall: float | None = None, until_wall: float | None = None, carrier: str | None = None,
+           town: str | None = None, chute: str | None = None, outcome: str | None = None,
+           keyed: bool | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """Newest first. `waybill` matches the read waybill or the keyed one; `chute` the chute
+    chosen, the chute it went to, or the chute it was keyed to; `town` the destination."""
+    where, args = filter_sql(waybill=waybill, since_wall=since_wall, until_wall=until_wall, carrier=carrier,
+                             town=town, chute=chute, outcome=outcome, keyed=keyed)
+    sql = "SELECT * FROM parcels" + where
     sql += " ORDER BY ended_wall DESC, id DESC LIMIT ?"
     args.append(max(1, min(int(limit), MAX_ROWS)))
     with lock:

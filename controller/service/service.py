@@ -9,6 +9,7 @@ spawned, never forked from this threaded process, and die with it (`service/proc
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 import pickle
 import queue
 import threading

@@ -588,14 +588,7 @@ class TimingLoop:
         if delay > 0:
             await self._sleep(delay)
         t0 = self._mono()
-        try:
-            await self.io.write(a.signal, a.state)
-        except NoAnswer as exc:
-            await self._write_unknown(a, exc)
-            return
-        except DeviceRefused as exc:
-            self.alarms.raise_("plc_refused", f"{a.signal}: {exc}")
-            self._reject_window(a.signal, "fault", f"the device refused to switch {a.signal}: {exc}")
+        if not await self._write_output(a):
             return
         t1 = self._mono()
         late = timed and self.pace.too_slow(self._paced(t0))
@@ -622,20 +615,27 @@ class TimingLoop:
                     (t1 - t0) * 1000)
         self.tracker.output_done(a, t1)  # the window is on since (at the latest) now
         off = Action(a.signal, False, self._mono(), a.pids)
-        try:
-            await self.io.write(a.signal, False)
-        except NoAnswer as exc:
-            await self._write_unknown(off, exc)
-            return
-        except DeviceRefused as exc:
-            self.alarms.raise_("plc_refused", f"cannot switch {a.signal} off: {exc}")
-            self._reject_window(a.signal, "fault", f"the device refused to switch {a.signal} off: {exc}")
+        if not await self._write_output(off):
             return
         self._paced(off.due_mono)
         self.tracker.output_late(a, f"{a.signal} switched on up to {late_ms:.0f} ms late (the PLC link "
                                     "was slow) and off again at once: where the parcel went is known only "
                                     "from its chute's photo-eye")
         self.tracker.output_done(off, self._mono())
+
+    async def _write_output(self, a) -> bool:
+        """Write `a`'s output; False when the write failed (handled: its window's parcels to reject)."""
+        try:
+            await self.io.write(a.signal, a.state)
+        except NoAnswer as exc:
+            await self._write_unknown(a, exc)
+            return False
+        except DeviceRefused as exc:
+            self.alarms.raise_("plc_refused", f"{a.signal}: {exc}")
+            self._reject_window(a.signal, "fault", f"the device refused to switch {a.signal} "
+                                                   f"{'on' if a.state else 'off'}: {exc}")
+            return False
+        return True
 
     async def _write_unknown(self, a, exc: Exception) -> None:
         """No answer to a write: the output may or may not have switched. Switch it off, read it

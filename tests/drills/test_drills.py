@@ -96,7 +96,18 @@ def test_kill_9_of_a_child_mid_run_loses_no_record(tmp_path, victim):
         assert truth["inducted"] + truth["held"] >= 110, truth
         assert t["lost"] == 0 and len(rows) == truth["inducted"], (t, truth["inducted"], contiguous(rows))
         assert contiguous(rows) == []
-        assert truth["wrong_chute"] == 0, truth["mis_sorts"]
+        astray = [m for m in truth["mis_sorts"] if m["got"] != cfg.line.reject_chute]
+        if victim == "timing":
+            # a diverter that was on at the kill stays on until the PLC's heartbeat watchdog drops it
+            # (sim.watchdog_ms): a parcel behind may be pushed in. It was in flight at the kill, so
+            # its record must say fault, never sorted where it is not
+            # (ids are given in induct order from 1, every parcel one, as asserted above)
+            said = {r["parcel_id"]: r["outcome"] for r in rows}
+            assert all(said.get(m["index"] + 1) == "fault" for m in astray), \
+                (astray, [said.get(m["index"] + 1) for m in astray])
+            assert len(astray) <= 2, astray
+        else:
+            assert astray == [], astray
         assert not any("collision" in e for e in bad_rows(Path(cfg.records.database)))
         assert journal_rows(Path(cfg.records.database)) == []
         if victim == "timing":

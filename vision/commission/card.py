@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sorter.vision.geometry import Calibration, CalibrationError, from_chessboard
+from sorter.vision.geometry import CalibrationError, from_chessboard
 
 DPI = 300
 PX_PER_MM = DPI / 25.4
