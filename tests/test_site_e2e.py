@@ -24,7 +24,7 @@ from tests.test_uploads import SECRET, Receiver
 from tests.test_processes import wait_for
 
 PARCELS = 150
-OUTAGE_S = float(os.environ.get("SORTER_SITE_OUTAGE_S", "15"))  # the issue asks for 60 s (measured with =60); 15 keeps CI short
+OUTAGE_S = float(os.environ.get("SORTER_SITE_OUTAGE_S", "8"))  # the issue asks for 60 s (measured with =60); 8 keeps CI short
 
 
 @pytest.fixture

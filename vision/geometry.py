@@ -157,6 +157,21 @@ def _finish(H: np.ndarray, frame_size: tuple[int, int], downstream: str | tuple[
                        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **kw)
 
 
+def chessboard_corners(gray: np.ndarray, inner: tuple[int, int]) -> np.ndarray | None:
+    """The chessboard's inner corners to sub-pixel (OpenCV's order), or None when it is not found."""
+    flags = cv2.CALIB_CB_ADAPTIVE_THRESH | cv2.CALIB_CB_NORMALIZE_IMAGE
+    found, corners = cv2.findChessboardCorners(gray, tuple(inner), flags)
+    if not found:
+        try:  # the sector-based detector finds boards the classic one misses (blur, perspective)
+            found, corners = cv2.findChessboardCornersSB(gray, tuple(inner))
+        except cv2.error:
+            found = False
+    if not found:
+        return None
+    return cv2.cornerSubPix(gray, corners.astype(np.float32), (5, 5), (-1, -1),
+                            (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 40, 0.01))
+
+
 def from_chessboard(gray: np.ndarray, inner: tuple[int, int], square_mm: float,
                     downstream: str | tuple[float, float] = "right", camera: str = "") -> Calibration:
     """Calibrate from a frame showing a chessboard of ``inner`` = (columns, rows) inner corners and
@@ -165,17 +180,9 @@ def from_chessboard(gray: np.ndarray, inner: tuple[int, int], square_mm: float,
     if gray.ndim == 3:
         gray = cv2.cvtColor(gray, cv2.COLOR_BGR2GRAY)
     cols, rows = inner
-    flags = cv2.CALIB_CB_ADAPTIVE_THRESH | cv2.CALIB_CB_NORMALIZE_IMAGE
-    found, corners = cv2.findChessboardCorners(gray, (cols, rows), flags)
-    if not found:
-        try:
-            found, corners = cv2.findChessboardCornersSB(gray, (cols, rows))
-        except cv2.error:
-            found = False
-    if not found:
+    corners = chessboard_corners(gray, inner)
+    if corners is None:
         raise CalibrationError(f"no {cols}x{rows} chessboard (inner corners) found in the image")
-    corners = cv2.cornerSubPix(gray, corners.astype(np.float32), (5, 5), (-1, -1),
-                               (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 40, 0.01))
     obj = np.array([[c * square_mm, r * square_mm] for r in range(rows) for c in range(cols)], np.float64)
     img = corners.reshape(-1, 2).astype(np.float64)
     H, _ = cv2.findHomography(img, obj, 0)

@@ -78,10 +78,10 @@ def contiguous(rows: list[dict]) -> list[int]:
 @pytest.mark.parametrize("victim", ["timing", "camera"])
 def test_kill_9_of_a_child_mid_run_loses_no_record(tmp_path, victim):
     _, cfg = line(tmp_path)
-    h = SimHarness(cfg, parcels=110, seed=21)
+    h = SimHarness(cfg, parcels=80, seed=21)
     try:
         h.start()
-        wait(lambda: len(h.records) >= 30, 120, "30 records")
+        wait(lambda: len(h.records) >= 25, 120, "25 records")
         svc = h.svc
         pid = svc.timing_proc.pid if victim == "timing" else svc.camera_procs[cfg.cameras[0].name].pid
         os.kill(pid, signal.SIGKILL)
@@ -93,7 +93,7 @@ def test_kill_9_of_a_child_mid_run_loses_no_record(tmp_path, victim):
         t = tally(f"kill -9 of the {victim} process", rows, truth["inducted"])
         keys = [(r["run_id"], r["parcel_id"]) for r in rows]
         assert len(keys) == len(set(keys)), "a parcel id recorded twice"
-        assert truth["inducted"] + truth["held"] >= 110, truth
+        assert truth["inducted"] + truth["held"] >= 80, truth
         assert t["lost"] == 0 and len(rows) == truth["inducted"], (t, truth["inducted"], contiguous(rows))
         assert contiguous(rows) == []
         astray = [m for m in truth["mis_sorts"] if m["got"] != cfg.line.reject_chute]
@@ -248,7 +248,9 @@ def test_the_plc_link_cut_and_restored_20_times_sends_nothing_astray(tmp_path):
     print(f"[drill] link losses counted by the controller: {losses}; slow link: {pace}; "
           f"wrong chute: {truth['wrong_chute']}")
     assert cuts == 20
-    assert pace.get("slow_spells", 0) >= 6, pace  # every delay spell was noticed
+    # the three 80 ms spells answer within plc.timeout_s: each was noticed as slow (the 200 ms ones
+    # time out and count as link losses)
+    assert pace.get("slow_spells", 0) >= 3, pace
     assert truth["wrong_chute"] <= pace.get("held_on_spells", 0), (pace, truth["mis_sorts"][:5])
     with sqlite3.connect(db) as c:
         said = {w: (o, ch) for w, o, ch in c.execute("SELECT waybill, outcome, chute FROM parcels")}

@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sorter.vision.geometry import CalibrationError, from_chessboard
+from sorter.vision.geometry import CalibrationError, chessboard_corners, from_chessboard
 
 DPI = 300
 PX_PER_MM = DPI / 25.4
@@ -204,18 +204,10 @@ class CardError(Exception):
 
 def _corners(gray: np.ndarray) -> np.ndarray:
     cols, rows = INNER
-    flags = cv2.CALIB_CB_ADAPTIVE_THRESH | cv2.CALIB_CB_NORMALIZE_IMAGE
-    found, corners = cv2.findChessboardCorners(gray, (cols, rows), flags)
-    if not found:
-        try:
-            found, corners = cv2.findChessboardCornersSB(gray, (cols, rows))
-        except cv2.error:
-            found = False
-    if not found:
+    corners = chessboard_corners(gray, (cols, rows))
+    if corners is None:
         raise CardError(f"no {cols}x{rows} chessboard of the test card in the image (is all of the card in view, "
                         "flat and lit evenly?)")
-    corners = cv2.cornerSubPix(gray, corners.astype(np.float32), (5, 5), (-1, -1),
-                               (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 40, 0.01))
     return corners.reshape(-1, 2).astype(np.float64)
 
 
