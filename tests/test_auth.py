@@ -296,3 +296,17 @@ def test_test_modes_are_the_technicians(line):
         assert r.status_code == 409 and "needs a chute with a diverter" in r.json()["message"]
         assert t.post("/api/line/test-mode?mode=off", headers={"X-CSRF-Token": tcsrf}).status_code == 200
         assert line.sent() == [SetTestMode("off", None, "tess")]
+
+
+def test_camera_commissioning_is_the_technicians(line):
+    """The set-up page's controls (controller/api/commission.py) take the technician role, by
+    session as by token; a supervisor is refused before anything reaches the camera."""
+    s, scsrf = line.login("sam")
+    t, tcsrf = line.login("tess")
+    with closing(s), closing(t):
+        r = s.post("/api/commission/top/snapshot", headers={"X-CSRF-Token": scsrf})
+        assert r.status_code == 403
+        r = t.post("/api/commission/top/snapshot", headers={"X-CSRF-Token": tcsrf})
+        assert r.status_code not in (401, 403), r.text  # past the gate (no camera frame here: 409 or 503)
+        r = httpx.post(line.url + "/api/commission/top/snapshot", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert r.status_code not in (401, 403), r.text

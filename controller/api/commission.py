@@ -17,8 +17,8 @@ The frame is the worker's last decoded one, read from its shared-memory ring; th
 here, at most once per new frame and never more than ``MIN_PERIOD_S`` apart per camera (the page is
 for commissioning, not for production: decoding here costs the service process CPU).
 
-Who may use the controls is decided in one place, :func:`require_technician` (today the API token;
-a role check when the API has users).
+Who may use the controls is decided in one place, `require_technician`: the technician role (a
+logged-in technician, or the API token).
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ import threading
 import time
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from sorter.controller.api.guard import TokenGuard, token_guard
+from sorter.controller.api.auth import require_role
+from sorter.controller.api.guard import TokenGuard
 
 STATIC = Path(__file__).with_name("static")
 CAMERA = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -86,9 +87,8 @@ def router(svc) -> APIRouter:
     views: dict[str, _View] = {}
     own_guard = TokenGuard(getattr(svc, "token", None))
 
-    def require_technician(request: Request) -> None:
-        """The one gate of the page's controls: the API token today, the technician role later."""
-        token_guard(request, own_guard).require(request)
+    # the one gate of the page's controls: a technician (logged in, or by API token)
+    require_technician = require_role("technician", fallback=own_guard)
 
     def camera_cfg(name: str):
         if not CAMERA.match(name):
