@@ -10,8 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 from sorter.controller.api.guard import DEFAULT_BODY_LIMIT, DEFAULT_BODY_LIMITS
 from sorter.controller.api.server import body_limits
@@ -23,13 +21,48 @@ TOKEN = "body-limit-token"
 
 
 def post(port: int, path: str, body: bytes, ctype: str = "application/json") -> tuple[int, bytes]:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST",
-                                 headers={"Content-Type": ctype, "Authorization": f"Bearer {TOKEN}"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+    """POST as curl does a large body: `Expect: 100-continue`, and the body only after the server says
+    continue. A server that refuses the body from its Content-Length answers 413 first and closes; a
+    client that pushed the whole body regardless would get a broken pipe instead of the answer."""
+    import http.client
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {ctype}\r\n"
+                f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(body)}\r\n"
+                "Expect: 100-continue\r\nConnection: close\r\n\r\n")
+        sock.sendall(head.encode())
+        first = b""
+        while b"\r\n\r\n" not in first:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            first += chunk
+        if first.startswith(b"HTTP/1.1 100"):
+            sock.sendall(body)
+            first = first.split(b"\r\n\r\n", 1)[1]
+        else:
+            assert first, "the server closed without an answer"
+        rest = first
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+    resp = http.client.HTTPResponse(_Bytes(rest))
+    resp.begin()
+    return resp.status, resp.read()
+
+
+class _Bytes:
+    """Enough of a socket for http.client.HTTPResponse to parse a response already read."""
+
+    def __init__(self, data: bytes):
+        self._data = data
+
+    def makefile(self, *_a, **_k):
+        import io
+        return io.BytesIO(self._data)
 
 
 def test_the_defaults_are_the_guards_defaults():
