@@ -9,8 +9,10 @@ parcels go to reject, `too_late`), and a switch-on that was answered that late i
 once. The link counts as fast again after a few round trips within the limit in a row.
 
 What cannot be helped from the PC: a diverter already on, or a write already on its way, when the
-link turns slow is switched off only when the slow link delivers the switch-off. A PLC that times
-its own diverter pulses (`plc.mode: plc_tracking`) does not have this window.
+link turns slow is switched off only when the slow link delivers the switch-off; when the link is
+lost outright, only when the device's own watchdog drops its outputs (the heartbeat stopped). Both
+are counted (`held_on_spells`, `held_on_losses`). A PLC that times its own diverter pulses
+(`plc.mode: plc_tracking`) does not have this window.
 
 RTU and relay boards are timed from the bytes on the wire, not from the answer, so a late answer
 does not say the write acted late: their writes are judged only by the too_late rule.
@@ -33,6 +35,7 @@ class LinkPace:
         self.refused_switch_ons = 0  # switch-ons not sent because the link was slow
         self.late_switch_ons = 0     # switch-ons sent, then answered later than the limit
         self.held_on_spells = 0      # slow spells that began with a diverter on (its switch-off delayed)
+        self.held_on_losses = 0      # links lost with an output perhaps on: the device's watchdog drops it
 
     def note(self, round_trip_s: float, now: float) -> bool:
         """One request's round trip. Returns True when this one made the link slow."""
@@ -59,4 +62,5 @@ class LinkPace:
         return {"slow": self.slow, "limit_ms": None if self.limit_s is None else round(self.limit_s * 1000, 1),
                 "last_ms": round(self.last_s * 1000, 2), "worst_ms": round(self.worst_s * 1000, 1),
                 "slow_spells": self.slow_spells, "refused_switch_ons": self.refused_switch_ons,
-                "late_switch_ons": self.late_switch_ons, "held_on_spells": self.held_on_spells}
+                "late_switch_ons": self.late_switch_ons, "held_on_spells": self.held_on_spells,
+                "held_on_losses": self.held_on_losses}

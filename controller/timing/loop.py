@@ -144,6 +144,8 @@ class TimingLoop:
         self.buzzer_silenced = False
         self.induct_state: int | None = None
         self.link_losses = 0
+        # outputs a switch-on was sent to and no answered switch-off since: on at the device, perhaps
+        self.maybe_on: set[str] = set()
         self.write_faults = 0
         self.reset_input: int | None = None
         self.drain_until: float | None = None  # stopping: the parcels in flight have until then
@@ -351,7 +353,14 @@ class TimingLoop:
     def _link_lost(self, exc: Exception) -> None:
         log.warning("line I/O lost: %s", exc)
         self.link_losses += 1
-        self.alarms.raise_("plc_link", f"lost the line's I/O ({exc}); parcels in flight go to reject; reconnecting")
+        held = ""
+        if self.maybe_on:
+            # no switch-off can reach them now: they stay on until the device's watchdog drops them
+            self.pace.held_on_losses += 1
+            held = (f"; {', '.join(sorted(self.maybe_on))} may still be on until the device's watchdog "
+                    "drops it (a parcel behind may be pushed into that chute)")
+        self.alarms.raise_("plc_link", f"lost the line's I/O ({exc}); parcels in flight go to reject; "
+                                       f"reconnecting{held}")
         self.line.link(False, f"link lost: {exc}")
         self.tracker.fault_all(f"PLC link lost: {exc}")
         self.io.close()
@@ -374,6 +383,7 @@ class TimingLoop:
         for sig in sigs:
             try:
                 await self.io.write(sig, False)
+                self.maybe_on.discard(sig)
             except DeviceRefused as exc:
                 # the link works; the device will not take this output: alarm, and every parcel
                 # planned on it becomes a fault when its switch-on is refused too
@@ -625,8 +635,12 @@ class TimingLoop:
 
     async def _write_output(self, a) -> bool:
         """Write `a`'s output; False when the write failed (handled: its window's parcels to reject)."""
+        if a.state:
+            self.maybe_on.add(a.signal)
         try:
             await self.io.write(a.signal, a.state)
+            if not a.state:
+                self.maybe_on.discard(a.signal)
         except NoAnswer as exc:
             await self._write_unknown(a, exc)
             return False
@@ -650,8 +664,10 @@ class TimingLoop:
                     break
                 await self.io.write(a.signal, False)
                 if self.io.io[a.signal].table == "relay" and not self.io.boards[self.io.io[a.signal].board].cfg.query:
+                    self.maybe_on.discard(a.signal)
                     return
                 if await self.io.read(a.signal) == 0:
+                    self.maybe_on.discard(a.signal)
                     return
             except NoAnswer:
                 continue
