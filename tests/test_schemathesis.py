@@ -159,3 +159,7 @@ def test_no_5xx_no_huge_answer_no_control_without_the_token(running, mode, token
     # every operation was asked something (cases it does not allow: those that take parameters)
     least = 0.8 if mode == GenerationMode.POSITIVE else 0.3
     assert len(rows) >= 20 and len(tried) >= least * len(rows), [(r["operation"], r.get("skipped")) for r in rows]
+    if mode == GenerationMode.POSITIVE:   # the upload's body is described in the schema: it is fuzzed too
+        upload = next(r for r in rows if r["operation"] == "POST /api/manifest")
+        print("[fuzz] upload:", upload)
+        assert upload["codes"].get(200, 0) >= 1 and not upload["failures"], upload   # rows reached the importer

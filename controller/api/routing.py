@@ -26,6 +26,20 @@ log = logging.getLogger("sorter.api.routing")
 MAX_MANIFEST_BYTES = DEFAULT_BODY_LIMITS["/api/manifest"]
 
 
+_ROW = {"type": "object", "required": ["waybill"], "properties": {
+    "waybill": {"type": "string", "maxLength": 64}, "town": {"type": "string"}, "sort_code": {"type": "string"},
+    "address": {"type": "string"}, "carrier": {"type": "string"}, "service": {"type": "string"},
+    "weight_kg": {"type": "number"}, "intercept": {"type": "boolean"}}}
+# The body is read raw (it may be CSV in GBK), so FastAPI cannot derive it: described here for the
+# schema (/docs, and the fuzzer that uploads from it).
+MANIFEST_BODY = {"required": True, "content": {
+    "application/json": {"schema": {"oneOf": [
+        {"type": "array", "items": _ROW},
+        {"type": "object", "required": ["rows"], "properties": {"rows": {"type": "array", "items": _ROW}}}]}},
+    "text/csv": {"schema": {"type": "string"},
+                 "example": "运单号,乡镇,快递公司\nSF1423456789012,泽国镇,SF\n"}}}
+
+
 class RouteTest(BaseModel):
     waybill: str = Field(min_length=1, max_length=64)
     town: str | None = Field(default=None, max_length=64)
@@ -125,7 +139,8 @@ def router(svc) -> APIRouter | None:
             d = rt.route(st, waybill, carrier, row)
         return d.as_dict()
 
-    @r.post("/api/manifest", summary="Import pre-advice rows (token)", dependencies=[Depends(require_token)])
+    @r.post("/api/manifest", summary="Import pre-advice rows (token)", dependencies=[Depends(require_token)],
+            openapi_extra={"requestBody": MANIFEST_BODY})
     async def post_manifest(request: Request) -> dict:
         from starlette.concurrency import run_in_threadpool
         limits = getattr(request.app.state, "body_limits", None)
