@@ -11,6 +11,7 @@ import socket
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -98,6 +99,19 @@ def test_sim_camera_worker_reads_offsets_noread_images_and_health(tmp_path):
         assert h["calibrated"] and h["kind"] == "sim" and h["frames"] == 2
         assert h["read_rate"] == 0.5 and h["reads_per_parcel"] == 0.5 and h["read_rate_parcels"] == 2
         assert h["rss_mb"] < 250
+        # a frame in which something was read (kept for a multi_read, say): the code is outlined on it
+        cmd_q.put(KeepFrames("run1", 43, t1 - 1e-6, t1 + 1e-6))
+        wait_for(out_q, CameraHealthReport, pred=lambda m: m.health["last_image"] == "run1_43_top_0.jpg")
+        img = cv2.imread(str(tmp_path / "noreads" / "run1_43_top_0.jpg"), cv2.IMREAD_COLOR)
+        b, g, r = (img[..., k].astype(int) for k in range(3))
+        green = (g - np.maximum(b, r)) > 80
+        plain = cv2.imread(str(tmp_path / "noreads" / "run1_42_top_0.jpg"), cv2.IMREAD_COLOR)
+        assert not ((plain[..., 1].astype(int) - plain[..., 0]) > 80).any()   # nothing read: nothing drawn
+        ys, xs = np.nonzero(green)
+        assert len(xs) > 200, "no outline drawn"
+        # along the polygon the worker reported, not somewhere else
+        px, py = [q[0] for q in poly], [q[1] for q in poly]
+        assert min(px) - 12 <= np.median(xs) <= max(px) + 12 and min(py) - 30 <= np.median(ys) <= max(py) + 12
         # the last decoded frame, from another process, through the shared-memory ring
         t, img = read_latest(h["shm"])
         assert t == t2 and img.shape == (768, 1024)

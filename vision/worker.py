@@ -149,6 +149,8 @@ class CameraWorker:
         self.decode_ms: deque[float] = deque(maxlen=500)
         self.frame_times: deque[float] = deque(maxlen=400)
         self.frame_log: deque[tuple[float, int]] = deque(maxlen=4000)  # (capture_mono, n codes)
+        # what was found where in the last frames, by their time in the ring: kept frames show it outlined
+        self.found: deque[tuple[float, list]] = deque(maxlen=256)
         self.parcels: deque[tuple[bool, int]] = deque(maxlen=self.cfg.read_rate_window)
         self.parcel_msgs = False
         self.accepted: dict = {}
@@ -328,6 +330,7 @@ class CameraWorker:
             th.join(2.0)
 
     def _decode_frame(self, src, t_cap: float, frame: np.ndarray) -> None:
+        t_ring = t_cap
         t_cap -= self.latency_s  # when the camera exposed it, not when it arrived
         if time.monotonic() - t_cap > self.max_age_s:
             self.stale += 1
@@ -339,6 +342,8 @@ class CameraWorker:
         # only where the camera's config says so (cameras[].weak_reads_sort)
         out = [(c.symbology, c.text, c.polygon, self.offset_of(c.polygon, frame.shape), c.weak) for c in codes]
         self.weak_sent += sum(1 for c in codes if c.weak)
+        if out:
+            self.found.append((t_ring, [(sym, txt, poly) for sym, txt, poly, _o, _w in out if poly]))
         # the watermark: every frame captured before it has been decoded and sent. Frames come in
         # capture order, so that is this frame's capture time; only the source can promise more
         # (the simulated cameras' heartbeat, sent on as "idle")
@@ -370,7 +375,7 @@ class CameraWorker:
         kind = type(cmd)
         if kind is KeepFrames and self.keeper is not None and self.ring is not None:
             frames = self.ring.frames_between(float(cmd.lo_mono) - 0.05, float(cmd.hi_mono) + 0.05)
-            paths = self.keeper.keep(str(cmd.run_id), str(cmd.parcel_id), frames)
+            paths = self.keeper.keep(str(cmd.run_id), str(cmd.parcel_id), frames, dict(self.found))
             if paths:
                 self.last_image = paths[-1].name
         if kind is SetCameraProperties:
@@ -452,6 +457,26 @@ def _rss_mb() -> float | None:
         return None
 
 
+OUTLINE_BGR = (0, 200, 0)
+
+
+def outline(img: np.ndarray, codes: list) -> np.ndarray:
+    """A colour copy of `img` with each code's polygon drawn and its symbology and text beside it
+    (non-ASCII shown as ?: OpenCV's fonts have no Chinese; the record has the real text)."""
+    out = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img.copy()
+    thick = max(2, round(max(out.shape[:2]) / 400))
+    for sym, text, poly in codes:
+        pts = np.asarray(poly, np.int32).reshape(-1, 1, 2)
+        if len(pts) < 2:
+            continue
+        cv2.polylines(out, [pts], True, OUTLINE_BGR, thick, cv2.LINE_AA)
+        x, y = int(pts[:, 0, 0].min()), int(pts[:, 0, 1].min())
+        label = f"{sym}: {''.join(c if 32 <= ord(c) < 127 else '?' for c in str(text))[:32]}"
+        cv2.putText(out, label, (x, max(14, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thick / 2, OUTLINE_BGR,
+                    max(1, thick // 2), cv2.LINE_AA)
+    return out
+
+
 class NoReadKeeper:
     """No-read frames on disk: ``DIR/<run>_<parcel>_<camera>_<k>.jpg``, at most ``max_mb`` in all
     (oldest deleted first). They usually share a disk with the records, which are worth more: a
@@ -472,7 +497,10 @@ class NoReadKeeper:
         free, size = st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
         return free - n >= max(self.RESERVE_BYTES, self.RESERVE_SHARE * size)
 
-    def keep(self, run_id: str, parcel_id: str, frames: list[tuple[float, np.ndarray]]) -> list[Path]:
+    def keep(self, run_id: str, parcel_id: str, frames: list[tuple[float, np.ndarray]],
+             found: dict[float, list] | None = None) -> list[Path]:
+        """Write the frames; those in `found` (capture time -> [(symbology, text, polygon)]) with what
+        was read in them outlined, so that whoever keys the parcel sees which label was read."""
         if not frames:
             return []
         self.root.mkdir(parents=True, exist_ok=True)
@@ -480,6 +508,9 @@ class NoReadKeeper:
         out = []
         for k, (_t, img) in enumerate(frames):
             p = self.root / f"{safe(run_id)}_{safe(parcel_id)}_{safe(self.camera)}_{k}.jpg"
+            codes = (found or {}).get(_t)
+            if codes:
+                img = outline(img, codes)
             ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
             if not ok:
                 continue
