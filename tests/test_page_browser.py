@@ -214,7 +214,26 @@ def test_hostile_text_renders_as_text(sim):
         p.close()
 
 
+def refused_advice_alarm(sim) -> dict:
+    """A carrier's advice file the inbox refuses (no waybill column): an alarm the line raises
+    while it goes on sorting, with a detail in parameters (the file's name, the reason)."""
+    from sorter.controller.config.routing import manifest_inbox_folder
+    box = manifest_inbox_folder(sim["cfg"].routing, sim=True)
+    part = box / "carrier-x.csv.part"
+    part.write_text("foo,bar\n1,2\n", encoding="utf-8")
+    part.rename(box / "carrier-x.csv")   # complete: the inbox takes it
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        alarm = next((a for a in status(sim).get("alarms", []) if a.get("id") == "manifest_inbox"), None)
+        if alarm:
+            return alarm
+        time.sleep(0.5)
+    raise AssertionError("the refused advice file raised no alarm")
+
+
 def test_language_switch_is_remembered(sim):
+    alarm = refused_advice_alarm(sim)
+    assert alarm["detail"] == "manifest_inbox.refused" and alarm["params"]["file"] == "carrier-x.csv", alarm
     p = Page(sim["browser"], sim["url"])
     try:
         pg = p.page
@@ -222,11 +241,16 @@ def test_language_switch_is_remembered(sim):
         pg.wait_for_selector(".oc-row[data-outcome=sorted]")
         assert pg.text_content("[data-i18n='k.throughput']") == "处理量"
         assert pg.text_content(".oc-row[data-outcome=no_read] .oc-name") == "无读码"
+        # the alarm's detail in the page's language, from the key and parameters the server sent
+        said = pg.text_content("[data-alarm=manifest_inbox] .a-text", timeout=20_000)
+        assert said.startswith("预报文件 carrier-x.csv 被拒绝") and "header" in said, said
         pg.click("#lang-link")
         pg.wait_for_function("() => document.documentElement.lang === 'en'")
         assert pg.text_content("[data-i18n='k.throughput']") == "Throughput"
         pg.wait_for_selector(".oc-row[data-outcome=no_read]")
         assert pg.text_content(".oc-row[data-outcome=no_read] .oc-name") == "no read"
+        said = pg.text_content("[data-alarm=manifest_inbox] .a-text", timeout=20_000)
+        assert said.startswith("advice file carrier-x.csv refused: ") and "header" in said, said
         pg.goto("/", wait_until="domcontentloaded")                      # no ?lang: remembered
         pg.wait_for_selector(".oc-row[data-outcome=no_read]")
         assert pg.text_content("[data-i18n='k.throughput']") == "Throughput"

@@ -433,13 +433,15 @@ class CameraWorker:
             "weak_reads": _decode_stats["weak"], "weak_reads_sent": self.weak_sent,
             "noread_frames_skipped": self.keeper.skipped if self.keeper else 0,
         }
-        alarm = ""
+        alarm, detail, params = "", "", {}
         if read_rate is not None and n >= min(self.cfg.read_rate_window, 50) and read_rate < self.cfg.read_rate_floor:
-            alarm = (f"read rate {100 * read_rate:.1f}% < floor {100 * self.cfg.read_rate_floor:.0f}% "
-                     f"over the last {n} parcels")
+            params = {"rate": f"{100 * read_rate:.1f}%", "floor": f"{100 * self.cfg.read_rate_floor:.0f}%", "n": n}
+            alarm, detail = f"read rate {params['rate']} < floor {params['floor']} over the last {n} parcels", "read_rate"
         elif self.calibration_error:
-            alarm = f"calibration not used: {self.calibration_error}"
-        h["alarm"] = alarm
+            alarm, detail = f"calibration not used: {self.calibration_error}", "calibration"
+            params = {"error": self.calibration_error}
+        # the page says it in its language from the detail and parameters (the service's alarm)
+        h["alarm"], h["alarm_detail"], h["alarm_params"] = alarm, detail, params
         return h
 
     def send_health(self, force: bool = False) -> None:

@@ -34,6 +34,16 @@ def code_of(alarm_id: str) -> tuple[str, dict[str, str]]:
     return alarm_id, {}
 
 
+def _take_detail(life: "AlarmLife", a: dict) -> None:
+    """The detail key and its parameters of the alarm as last raised (the code's own parameters,
+    e.g. the camera, stay)."""
+    code_params = code_of(life.alarm_id)[1]
+    detail = a.get("detail")
+    life.detail = str(detail) if detail else None
+    extra = a.get("params") if detail and isinstance(a.get("params"), dict) else {}
+    life.params = {**{str(k): str(v) for k, v in extra.items()}, **code_params}
+
+
 def severity_of(code: str) -> str:
     return "critical" if code in CRITICAL else "warning"
 
@@ -53,6 +63,7 @@ class AlarmLife:
     acked_wall: float | None = None
     shelved_by: str | None = None
     shelved_until: float | None = None
+    detail: str | None = None    # the text's key and parameters (in params), for the page's language
     row_id: int | None = field(default=None, repr=False)
     dirty: bool = field(default=True, repr=False)
 
@@ -99,6 +110,7 @@ class AlarmBook:
                 self.new_count += 1
             elif life.text != text:
                 life.text, life.last_wall, life.count, life.dirty = text, now, life.count + 1, True
+            _take_detail(life, a)
         for aid, life in list(self.lives.items()):
             if aid in seen:
                 continue
@@ -113,7 +125,7 @@ class AlarmBook:
     def _persist(self, life: AlarmLife) -> None:
         if not life.dirty or self.save is None:
             return
-        row = {k: v for k, v in asdict(life).items() if k not in ("row_id", "dirty", "params")}
+        row = {k: v for k, v in asdict(life).items() if k not in ("row_id", "dirty", "params", "detail")}
         try:
             life.row_id = self.save(life.row_id, row)
             life.dirty = False

@@ -147,14 +147,15 @@ class Service:
         kept = last_good.load_kept(self.cfg)
         if kept is None:
             self.routing_error = f"routing files refused and no last good table kept: {first}"
-            self.alarms.raise_("routes", self.routing_error)
+            self.alarms.raise_("routes", self.routing_error, "routes.none_kept", error=first)
             log.error("%s", problems)
             return
         state, kept_wall = kept
         self.router = Router.from_config(self.cfg, state=state)
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(kept_wall))
         self.alarms.raise_("routes", f"routing files refused at start ({first}); sorting on the last good "
-                                     f"table, version {state.version} of {when}")
+                                     f"table, version {state.version} of {when}", "routes.last_good",
+                           error=first, version=state.version, when=when)
         log.error("routing files refused at start, running on version %s: %s", state.version, problems)
 
     def _open_lookup(self) -> None:
@@ -177,7 +178,8 @@ class Service:
                 if r.status == "refused":
                     first = r.why.splitlines()[0] if r.why else ""
                     self.alarms.raise_("manifest_inbox", f"advice file {r.name} refused: {first} "
-                                                         f"(details in {r.moved_to}.why)")
+                                                         f"(details in {r.moved_to}.why)", "manifest_inbox.refused",
+                                       file=r.name, error=first, why=f"{r.moved_to}.why")
                 elif r.status == "done":
                     self.alarms.clear("manifest_inbox")
         self.inbox.close()
@@ -327,7 +329,10 @@ class Service:
                 h.extra = dict(msg.health)
                 # a worker may report a slow drift (dirty lens, failing light) as an alarm text
                 if h.extra.get("alarm"):
-                    self.alarms.raise_(f"camera_{name}_health", f"camera {name}: {h.extra['alarm']}")
+                    detail = h.extra.get("alarm_detail")
+                    self.alarms.raise_(f"camera_{name}_health", f"camera {name}: {h.extra['alarm']}",
+                                       f"camera_health.{detail}" if detail else None, camera=name,
+                                       **(h.extra.get("alarm_params") or {}))
                 else:
                     self.alarms.clear(f"camera_{name}_health")
             elif kind is FrameReads:
@@ -344,7 +349,8 @@ class Service:
                 share = h.drop_share()
                 if share is not None and h.status(True) == "dropping":
                     self.alarms.raise_(f"camera_{name}_drops", f"camera {name}: {share:.0%} of its frames dropped "
-                                                               "(decoding cannot keep up: CPU starved or too slow)")
+                                                               "(decoding cannot keep up: CPU starved or too slow)",
+                                       "camera_drops.share", camera=name, share=f"{share:.0%}")
                 elif share is not None:
                     self.alarms.clear(f"camera_{name}_drops")
             elif kind is CameraUp:
@@ -352,7 +358,8 @@ class Service:
                 self.alarms.clear(f"camera_{name}")
             elif kind is CameraDown:
                 h.up, h.last_error = False, msg.error
-                self.alarms.raise_(f"camera_{name}", f"camera {name}: {msg.error}; reconnecting")
+                self.alarms.raise_(f"camera_{name}", f"camera {name}: {msg.error}; reconnecting",
+                                   "camera_down.error", camera=name, error=msg.error)
 
     def _supervise(self) -> None:
         next_routes = 0.0
@@ -361,7 +368,8 @@ class Service:
                 next_routes = time.monotonic() + 1.0
                 self._watch_routes()
             if not self.timing_proc.is_alive():
-                self.alarms.raise_("timing_process", f"timing process died (exit {self.timing_proc.exitcode}); restarted")
+                self.alarms.raise_("timing_process", f"timing process died (exit {self.timing_proc.exitcode}); restarted",
+                                   "timing_process.died", exit=self.timing_proc.exitcode)
                 self.timing_reader.join(5)  # everything it sent before it died is in
                 self._fault_orphans("the timing process died while the parcel was on the belt")
                 self.start_timing()
@@ -370,7 +378,8 @@ class Service:
                 if not p.is_alive():
                     self.cameras[name].restarts += 1
                     self.cameras[name].up = False
-                    self.alarms.raise_(f"camera_{name}", f"camera worker {name} died (exit {p.exitcode}); restarted")
+                    self.alarms.raise_(f"camera_{name}", f"camera worker {name} died (exit {p.exitcode}); restarted",
+                                       "camera_down.died", camera=name, exit=p.exitcode)
                     self._start_camera(name)
             self._rebuild_snapshot()
 
@@ -380,7 +389,8 @@ class Service:
         w = self.writer
         if w.db_errors > self._db_errors_seen and w.queue_depth:
             self.alarms.raise_("records", f"the record database cannot be written ({w.last_error}); "
-                                          f"{w.queue_depth} records wait in memory and are retried")
+                                          f"{w.queue_depth} records wait in memory and are retried",
+                               "records.unwritable", error=w.last_error, waiting=w.queue_depth)
         elif not w.queue_depth:
             self.alarms.clear("records")
         self._db_errors_seen = w.db_errors if not w.queue_depth else self._db_errors_seen
@@ -555,9 +565,9 @@ class Service:
             router = Router.from_config(self.cfg)
             self.router = router if force else _safe_first(router)
         except RoutesError as exc:
-            self.routing_error = "routing files refused and no last good table kept: " + \
-                (exc.problems[0] if exc.problems else "")
-            self.alarms.raise_("routes", self.routing_error)
+            first = exc.problems[0] if exc.problems else ""
+            self.routing_error = "routing files refused and no last good table kept: " + first
+            self.alarms.raise_("routes", self.routing_error, "routes.none_kept", error=first)
             return False, "\n".join(exc.problems)
         self.routing_error = None
         self._open_lookup()
@@ -588,4 +598,5 @@ class Service:
             except OSError as exc:  # the records' disk: its own alarms say more
                 log.warning("could not keep a copy of the routing files: %s", exc)
         else:
-            self.alarms.raise_("routes", f"routing files refused, the previous version stays in force: {text}")
+            self.alarms.raise_("routes", f"routing files refused, the previous version stays in force: {text}",
+                               "routes.refused", error=text)

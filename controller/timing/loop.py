@@ -298,7 +298,8 @@ class TimingLoop:
                         continue
                 else:
                     self.alarms.raise_("plc_link", f"no connection to the line's I/O at {self.url}; "
-                                                   f"retrying every {backoff:.1f} s")
+                                                   f"retrying every {backoff:.1f} s", "plc_link.no_connection",
+                                       url=self.url, every_s=f"{backoff:.1f}")
                     self.line.link(False, f"no connection to the line's I/O at {self.url}")
                     if self.drain_until is not None:
                         break  # stopping: without the I/O nothing in flight can be tracked
@@ -313,7 +314,8 @@ class TimingLoop:
                 self._link_lost(exc)
                 linked = False
             except DeviceRefused as exc:
-                self.alarms.raise_("plc_refused", f"the device refused a request: {exc}")
+                self.alarms.raise_("plc_refused", f"the device refused a request: {exc}", "plc_refused.request",
+                                   error=exc)
             now = self._mono()
             if self.drain_until is not None and (now >= self.drain_until or not self._in_flight()):
                 self.stop = True
@@ -336,7 +338,8 @@ class TimingLoop:
             self.unexpected_seen, self.unexpected_mono = n, now
             where = ", ".join(f"{c} {k}" for c, k in sorted(self.tracker.unexpected_by_chute.items()))
             self.alarms.raise_("unexpected_confirms", f"{n} parcels arrived in chutes nobody sent them to ({where}): "
-                                                      "put on the belt by hand after the induct eye?")
+                                                      "put on the belt by hand after the induct eye?",
+                               "unexpected_confirms.count", n=n, where=where)
         elif self.unexpected_mono is not None and now - self.unexpected_mono > UNEXPECTED_ALARM_S:
             self.alarms.clear("unexpected_confirms")
             self.unexpected_mono = None
@@ -353,14 +356,16 @@ class TimingLoop:
     def _link_lost(self, exc: Exception) -> None:
         log.warning("line I/O lost: %s", exc)
         self.link_losses += 1
-        held = ""
+        text = f"lost the line's I/O ({exc}); parcels in flight go to reject; reconnecting"
         if self.maybe_on:
             # no switch-off can reach them now: they stay on until the device's watchdog drops them
             self.pace.held_on_losses += 1
-            held = (f"; {', '.join(sorted(self.maybe_on))} may still be on until the device's watchdog "
-                    "drops it (a parcel behind may be pushed into that chute)")
-        self.alarms.raise_("plc_link", f"lost the line's I/O ({exc}); parcels in flight go to reject; "
-                                       f"reconnecting{held}")
+            outputs = ", ".join(sorted(self.maybe_on))
+            self.alarms.raise_("plc_link", f"{text}; {outputs} may still be on until the device's watchdog "
+                                           "drops it (a parcel behind may be pushed into that chute)",
+                               "plc_link.lost_held", error=exc, outputs=outputs)
+        else:
+            self.alarms.raise_("plc_link", text, "plc_link.lost", error=exc)
         self.line.link(False, f"link lost: {exc}")
         self.tracker.fault_all(f"PLC link lost: {exc}")
         self.io.close()
@@ -387,7 +392,8 @@ class TimingLoop:
             except DeviceRefused as exc:
                 # the link works; the device will not take this output: alarm, and every parcel
                 # planned on it becomes a fault when its switch-on is refused too
-                self.alarms.raise_("plc_refused", f"cannot switch {sig} off: {exc}")
+                self.alarms.raise_("plc_refused", f"cannot switch {sig} off: {exc}", "plc_refused.switch_off",
+                                   signal=sig, error=exc)
             except LinkDown:
                 return False
         if self.plc.induct_enable:
@@ -399,7 +405,8 @@ class TimingLoop:
                 try:
                     await self.io.write_register(sig, value)
                 except DeviceRefused as exc:
-                    self.alarms.raise_("plc_refused", f"cannot write {sig}: {exc}")
+                    self.alarms.raise_("plc_refused", f"cannot write {sig}: {exc}", "plc_refused.write",
+                                       signal=sig, error=exc)
                 except LinkDown:
                     return False
         return True
@@ -465,18 +472,19 @@ class TimingLoop:
             was = line.estop_input_ok
             if line.estop_input(ok):
                 self.alarms.raise_("estop", "emergency stop pressed: parcels in flight go to reject; "
-                                            "reset after it is released")
+                                            "reset after it is released", "estop.pressed")
                 return "emergency stop"
             if ok and was is False and line.estop_latched:
                 self.alarms.raise_("estop", "emergency stop released: press reset (page, API or the reset "
-                                            "button) to restart the line")
+                                            "button) to restart the line", "estop.released")
         if p.run_signal:
             running = bool(values.get(p.run_signal))
             was = line.belt_running
             if running != was:
                 line.belt_input(running)
                 if not running and was:
-                    self.alarms.raise_("belt_stopped", "the belt stopped with parcels possibly in flight")
+                    self.alarms.raise_("belt_stopped", "the belt stopped with parcels possibly in flight",
+                                       "belt_stopped.in_flight")
                     return "the belt stopped with parcels possibly in flight"
                 if running:
                     self.alarms.clear("belt_stopped")
@@ -522,7 +530,8 @@ class TimingLoop:
             try:
                 await self.io.write_register(sig, value)
             except DeviceRefused as exc:
-                self.alarms.raise_("plc_refused", f"cannot write {sig}: {exc}")
+                self.alarms.raise_("plc_refused", f"cannot write {sig}: {exc}", "plc_refused.write",
+                                   signal=sig, error=exc)
             self._paced(t_start)
             return
         values = await self.io.read_inputs()
@@ -577,7 +586,8 @@ class TimingLoop:
             log.warning("PLC link slow: a round trip took %.1f ms (limit %.1f ms)", rt * 1000, pace.limit_s * 1000)
             self.alarms.raise_("plc_slow", f"the PLC link is slow (a round trip took {rt * 1000:.0f} ms, over "
                                            f"{pace.limit_s * 1000:.0f} ms = 2 x plc.max_late_ms): no diverter is "
-                                           "switched on until it is fast again; parcels go to reject")
+                                           "switched on until it is fast again; parcels go to reject",
+                               "plc_slow.round_trip", ms=f"{rt * 1000:.0f}", limit_ms=f"{pace.limit_s * 1000:.0f}")
         elif not pace.slow and "plc_slow" in self.alarms.active:
             self.alarms.clear("plc_slow")
         return rt
@@ -645,7 +655,7 @@ class TimingLoop:
             await self._write_unknown(a, exc)
             return False
         except DeviceRefused as exc:
-            self.alarms.raise_("plc_refused", f"{a.signal}: {exc}")
+            self.alarms.raise_("plc_refused", f"{a.signal}: {exc}", "plc_refused.output", signal=a.signal, error=exc)
             self._reject_window(a.signal, "fault", f"the device refused to switch {a.signal} "
                                                    f"{'on' if a.state else 'off'}: {exc}")
             return False
@@ -656,7 +666,8 @@ class TimingLoop:
         back, and send the window's parcels to reject. If that fails too, the link is lost."""
         self.write_faults += 1
         log.warning("%s: write got no answer (%s); state unknown", a.signal, exc)
-        self.alarms.raise_("plc_write", f"{a.signal}: a write got no answer; parcels sent to reject")
+        self.alarms.raise_("plc_write", f"{a.signal}: a write got no answer; parcels sent to reject",
+                           "plc_write.no_answer", signal=a.signal)
         self._reject_window(a.signal, "fault", f"no answer to the write of {a.signal}: output state unknown")
         for _attempt in range(2):
             try:

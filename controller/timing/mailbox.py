@@ -272,7 +272,7 @@ class MailboxLoop(TimingLoop):
                 await self.io.write_register(self.mb.answer_chute, a.number)
                 await self.io.write_register(self.mb.answer_id, a.plc_id)  # commits the answer
             except DeviceRefused as exc:
-                self.alarms.raise_("plc_refused", f"the PLC refused an answer: {exc}")
+                self.alarms.raise_("plc_refused", f"the PLC refused an answer: {exc}", "plc_refused.answer", error=exc)
                 return
             done = self._mono()
             t.answered(a, done)
@@ -282,7 +282,8 @@ class MailboxLoop(TimingLoop):
             try:
                 await self.io.write_register(self.mb.result_ack, t.ack_due)
             except DeviceRefused as exc:  # the PLC waits for it: try again after a poll or two
-                self.alarms.raise_("plc_refused", f"the PLC refused the result acknowledgement: {exc}")
+                self.alarms.raise_("plc_refused", f"the PLC refused the result acknowledgement: {exc}", "plc_refused.ack",
+                                   error=exc)
                 self.ack_retry_mono = self._mono() + 10 * self.period
                 return
             t.ack_due = None

@@ -117,7 +117,12 @@
     // the code in the page's language; an alarm without one (an older service) shows its text only
     const title = a.code ? I18N.t("alarm." + a.code, a.params || {}) || a.code : null;
     if (title) body.appendChild(el("div", "a-title", title + (sev !== "unknown" ? " · " + T("severity." + sev) : "")));
-    body.appendChild(el("div", "a-text", a.text));
+    // the detail in the page's language from its key and parameters; the server's English text
+    // when there is no key (or no word for it yet), and on hover for whoever reads the log
+    const said = a.detail ? I18N.t("alarmtext." + a.detail, a.params || {}) : null;
+    const text = el("div", "a-text", said || a.text);
+    if (said && said !== a.text) text.title = String(a.text || "");
+    body.appendChild(text);
     const meta = [T("count") + " " + num(a.count || 1), T("last") + " " + clock(a.last_wall)];
     if (a.acked_by) meta.push(T("acked_by") + " " + a.acked_by + " " + clock(a.acked_wall));
     if (shelved && a.shelved_until) meta.push(T("alarms.shelved") + " → " + clock(a.shelved_until) + " · " + (a.shelved_by || ""));
