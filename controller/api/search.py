@@ -17,12 +17,25 @@ from fastapi import APIRouter, HTTPException, Query
 
 from sorter.controller.records.schema import OUTCOMES
 
-# what a record does not keep, said on the story rather than left for the reader to wonder
+# what a record may not keep, said on the story rather than left for the reader to wonder: records
+# written before schema 7 have no read positions, fire or confirm times
 NOT_RECORDED = (
-    "read_position",      # where on the belt (and when) each read was made: reads keep camera, symbology, text
-    "fire_time",          # when the diverter fired: only its error against the plan (fire_error_ms)
-    "confirm_time",       # when the chute's photo-eye saw the parcel: only the outcome (sorted / lost / unconfirmed)
+    "read_position",      # where on the parcel (and when) each read was made
+    "fire_time",          # when the diverter fired (only its error against the plan, fire_error_ms)
+    "confirm_time",       # when the chute's photo-eye saw the parcel (only the outcome)
 )
+
+
+def _not_recorded(rec: dict) -> list[str]:
+    missing = []
+    reads = rec.get("reads") or []
+    if reads and not any(isinstance(r, dict) and "at_mm" in r for r in reads):
+        missing.append("read_position")
+    if rec.get("fire_error_ms") is not None and rec.get("fired_wall") is None:
+        missing.append("fire_time")
+    if rec.get("actual_chute") and rec.get("outcome") == "sorted" and rec.get("confirmed_wall") is None:
+        missing.append("confirm_time")
+    return missing
 
 
 def _finite(name: str, v: float | None) -> float | None:
@@ -56,15 +69,16 @@ def story(rec: dict, audit: list[dict], frames: list[dict], chute_names: dict[st
                      else None},
         "chute": {"chosen": chute, "chosen_name": chute_names.get(chute or ""), "reached": actual,
                   "reached_name": chute_names.get(actual or "")},
-        "fire": {"error_ms": rec.get("fire_error_ms")},
+        "fire": {"error_ms": rec.get("fire_error_ms"), "wall": rec.get("fired_wall")},
         "confirm": confirm,
         "outcome": outcome,
-        "times": {"induct_wall": induct, "decided_wall": decided, "ended_wall": ended,
+        "times": {"induct_wall": induct, "decided_wall": decided, "fired_wall": rec.get("fired_wall"),
+                  "confirmed_wall": rec.get("confirmed_wall"), "ended_wall": ended,
                   "written_wall": rec.get("written_wall")},
         "keyed": keyed,
         "frames": frames,
         "audit": audit,
-        "not_recorded": list(NOT_RECORDED),
+        "not_recorded": _not_recorded(rec),
     }
 
 

@@ -22,7 +22,8 @@ from sorter.controller.records.schema import FIELD_NAMES, OUTCOMES
 # the records log under one name, the one they had before the split (filters and greps keep working)
 log = logging.getLogger("sorter.controller.records.store")
 
-_FLOATS = {"induct_wall", "decided_wall", "ended_wall", "length_mm", "fire_error_ms", "decision_ms"}
+_FLOATS = {"induct_wall", "decided_wall", "ended_wall", "length_mm", "fire_error_ms", "decision_ms", "fired_wall",
+           "confirmed_wall"}
 _TEXTS = {"run_id", "waybill", "carrier", "destination", "chute", "actual_chute", "outcome",
           "reason", "routing_version", "rule", "sort_code"}
 MAX_TEXT = 4096  # a text field longer than this is cut (garbage barcodes can be huge)

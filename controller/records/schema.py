@@ -27,9 +27,10 @@ OUTCOMES = (
     "fault",
 )
 
-SCHEMA_VERSION = 6  # 3: the parcel journal; 4: the upload outbox and the forwarders' cursors;
+SCHEMA_VERSION = 7  # 3: the parcel journal; 4: the upload outbox and the forwarders' cursors;
 #                    5: keying by hand (keyed_* columns), the audit of control actions, the alarm history;
-#                    6: the line's marks for its next start (line_marks)
+#                    6: the line's marks for its next start (line_marks); 7: when the diverter fired
+#                    and the confirm eye saw the parcel (fired_wall, confirmed_wall)
 # a parcel keyed by hand on the page or at the manual-sort station: what was keyed, where it routes,
 # who and when. Not record fields (the timing process never writes them); the outcome stays the
 # original one, so the line's read rate is not flattered by the keying
@@ -46,7 +47,8 @@ KEYED_FIELDS: tuple[tuple[str, str], ...] = (
 )
 KEYED_NAMES = tuple(name for name, _ in KEYED_FIELDS)
 # columns added after version 1 (added to an older file on open)
-_ADDED = {2: (("rule", "TEXT"), ("sort_code", "TEXT")), 5: KEYED_FIELDS}
+_ADDED = {2: (("rule", "TEXT"), ("sort_code", "TEXT")), 5: KEYED_FIELDS,
+          7: (("fired_wall", "REAL"), ("confirmed_wall", "REAL"))}
 
 # record key -> SQL column type; the order is the CSV export order too
 FIELDS: tuple[tuple[str, str], ...] = (
@@ -56,7 +58,7 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("decided_wall", "REAL"),
     ("ended_wall", "REAL NOT NULL"),
     ("length_mm", "REAL"),
-    ("reads", "TEXT NOT NULL"),  # JSON list of {"camera","symbology","text"}
+    ("reads", "TEXT NOT NULL"),  # JSON list of {"camera","symbology","text"[,"at_mm","t_s","weak"]}
     ("waybill", "TEXT"),
     ("carrier", "TEXT"),
     ("destination", "TEXT"),
@@ -69,6 +71,10 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("decision_ms", "REAL"),
     ("rule", "TEXT"),       # the routing rule that chose the chute
     ("sort_code", "TEXT"),  # 三段码, when the parcel was routed by one
+    # on the induct's clock (induct_wall + the belt clock's time since): the switch-on's write as
+    # the device took it, and the confirm photo-eye's edge
+    ("fired_wall", "REAL"),
+    ("confirmed_wall", "REAL"),
 )
 FIELD_NAMES = tuple(name for name, _ in FIELDS)
 

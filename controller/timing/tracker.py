@@ -43,6 +43,10 @@ class Parcel:
     decision_ms: float | None = None
     fire_error_ms: float | None = None
     actual_chute: str | None = None
+    fired_mono: float | None = None      # the switch-on as the device took it
+    confirmed_mono: float | None = None  # the confirm photo-eye's edge
+    # (camera, symbology, text) -> (mm from the parcel's head, s after induct): where each read was made
+    read_at: dict = field(default_factory=dict)
 
     @property
     def length_counts(self) -> float | None:
@@ -234,6 +238,9 @@ class Tracker:
                     best, best_d, best_d_signed = p, d, centre - pos
         if best is not None:
             self.read_offsets_mm[read.camera].append(best_d_signed / self.line.encoder_pulses_per_mm)
+            head_mm = (at - best.head_count - pos) / self.line.encoder_pulses_per_mm
+            best.read_at.setdefault((read.camera, read.symbology, read.text),
+                                    (round(head_mm, 1), round(read.capture_mono - best.induct_mono, 3)))
         if best is None:
             self.counters["orphan_reads"] += 1
         elif best.state != "scanning":
@@ -334,6 +341,7 @@ class Tracker:
             for p in self.parcels:
                 if p.pid == action.pids[0]:
                     p.fire_error_ms = round(err, 3)
+                    p.fired_mono = write_mono
 
     def output_late(self, action, reason: str) -> None:
         """The switch-on for `action` may have acted too late for its parcels. With a confirm
@@ -379,7 +387,7 @@ class Tracker:
             d = self.outputs.diverter[c.diverter]
             head_at = self.clock.mono_of(p.head_count + self.clock.counts(d.position_mm - self.line.induct.position_mm))
             self.confirm_offsets_ms[c.diverter].append(1000 * (t - head_at))
-        p.actual_chute = chute_id
+        p.actual_chute, p.confirmed_mono = chute_id, t
         if p.outcome is None:
             p.outcome, p.reason = "sorted", f"confirmed in {chute_id}" + (f" ({p.reason})" if p.reason else "")
         self._finish(p)
@@ -438,8 +446,7 @@ class Tracker:
             "induct_wall": p.induct_wall,
             "decided_wall": p.decided_wall, "ended_wall": self.wall(),
             "length_mm": None if p.length_counts is None else round(p.length_counts / self.line.encoder_pulses_per_mm, 1),
-            "reads": [{"camera": r.camera, "symbology": r.symbology, "text": r.text, **({"weak": True} if r.weak else {})}
-                      for r in p.reads],
+            "reads": [_read_dict(r, p) for r in p.reads],
             "waybill": d.waybill if d else None, "carrier": d.carrier if d else None,
             "destination": d.destination if d else None, "chute": p.chute,
             "actual_chute": p.actual_chute, "outcome": p.outcome, "reason": p.reason,
@@ -447,4 +454,21 @@ class Tracker:
             "rule": getattr(d, "rule", None) if d else None,
             "sort_code": getattr(d, "sort_code", None) if d else None,
             "fire_error_ms": p.fire_error_ms, "decision_ms": p.decision_ms,
+            "fired_wall": _wall_of(p, p.fired_mono), "confirmed_wall": _wall_of(p, p.confirmed_mono),
         })
+
+
+def _wall_of(p: Parcel, mono: float | None) -> float | None:
+    """A moment of the parcel's on the wall clock, through its induct (one clock for the record's times)."""
+    return None if mono is None else round(p.induct_wall + (mono - p.induct_mono), 4)
+
+
+def _read_dict(r, p: Parcel) -> dict:
+    d = {"camera": r.camera, "symbology": r.symbology, "text": r.text}
+    at = p.read_at.get((r.camera, r.symbology, r.text))
+    if at is not None:
+        d["at_mm"], d["t_s"] = at   # from the parcel's head; after its induct
+    if r.weak:
+        d["weak"] = True
+    return d
+

@@ -30,7 +30,12 @@
     const reads = el("section", "panel");
     reads.appendChild(el("h2", "", T("p.reads") + " (" + (s.reads || []).length + ")"));
     const ul = el("ul", "reads");
-    for (const r of s.reads || []) ul.appendChild(el("li", "mono", (r.camera || "?") + " · " + (r.symbology || "?") + " · " + (r.text || "") + (r.weak ? " (weak)" : "")));
+    for (const r of s.reads || []) {
+      // where on the parcel (from its head) and when (after its induct) the camera read it
+      const at = typeof r.at_mm === "number" && typeof r.t_s === "number"
+        ? " · " + T("p.read_at", { mm: num(r.at_mm), s: num(r.t_s, 2) }) : "";
+      ul.appendChild(el("li", "mono", (r.camera || "?") + " · " + (r.symbology || "?") + " · " + (r.text || "") + at + (r.weak ? " (weak)" : "")));
+    }
     reads.appendChild(ul);
     parts.push(reads);
     parts.push(panel(T("p.decision"), [[T("p.rule"), d.rule], [T("p.version"), d.routing_version], [T("p.why"), d.reason],
@@ -41,6 +46,7 @@
       [T("p.confirm"), s.confirm ? T("confirm." + s.confirm) : null]]));
     const t = s.times || {};
     parts.push(panel(T("p.times"), [[T("p.induct"), dateTime(t.induct_wall)], [T("p.decided"), dateTime(t.decided_wall)],
+      [T("p.fired"), dateTime(t.fired_wall)], [T("p.confirmed"), dateTime(t.confirmed_wall)],
       [T("p.ended"), dateTime(t.ended_wall)]]));
     if (s.keyed) {
       const k = s.keyed;
