@@ -26,7 +26,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from sorter.controller.api.audit import audit_record, router as audit_router
 from sorter.controller.api.auth import (Auth, Principal, auth_router, may_read, require_supervisor,
-                                        require_technician)
+                                        require_technician, sessions_file_of)
 from sorter.controller.api.guard import BodyLimits, install as install_guard
 from sorter.controller.api.keying import router as keying_router
 from sorter.controller.api import docs as api_docs, events as api_events, export as api_export, totals as api_totals
@@ -152,7 +152,8 @@ def create_app(
     if auth is None:   # the running line's control is the service: its config has the users
         auth = getattr(getattr(control, "cfg", None), "auth", None)
     app.state.store = store
-    app.state.auth = auth if isinstance(auth, Auth) else Auth(auth if isinstance(auth, AuthConfig) else None)
+    app.state.auth = auth if isinstance(auth, Auth) else Auth(auth if isinstance(auth, AuthConfig) else None,
+                                                              sessions_file=sessions_file_of(control, store))
     # body limits, the JSON check, short 4xx answers and the token's guess limit (controller/api/guard.py)
     install_guard(app, token, body_limits, lookup=app.state.auth.lookup_token, users_exist=app.state.auth.has_users)
 

@@ -11,7 +11,9 @@
 - `require_role("supervisor")` is the dependency every control endpoint takes; it returns the
   Principal who acts, for the audit.
 
-Sessions live in memory: a restart of the service logs everybody out (a shift logs in again).
+Sessions are kept in `sessions.db` in the line's data folder (controller/api/session_store.py):
+a restart of the service logs nobody out. Each use checks the user still exists and takes the
+role the users file gives now.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import logging
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,6 +33,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from sorter.controller.api.session_store import Session, SessionStore, session_key, sessions_file_of  # noqa: F401
 from sorter.controller.api.guard import LEGACY_TOKEN, GuessLimiter, TokenGuard, clip, token_guard
 from sorter.controller.config.auth import AuthConfig, UserEntry, UsersError, all_users, role_rank, token_digest
 
@@ -57,15 +60,6 @@ class Principal:
 
 
 MACHINE = Principal("token", "technician", "token")
-
-
-@dataclass
-class Session:
-    name: str
-    role: str
-    csrf: str
-    expires: float
-    created_wall: float = field(default_factory=time.time)
 
 
 class Users:
@@ -124,13 +118,16 @@ class Users:
 class Auth:
     """The app's users, sessions and the password guess limit (one per app)."""
 
-    def __init__(self, cfg: AuthConfig | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, cfg: AuthConfig | None = None, clock: Callable[[], float] = time.monotonic,
+                 sessions_file: Path | None = None, wall: Callable[[], float] = time.time):
+        """`sessions_file`: where logins outlive a restart (None: in memory only). `clock` times the
+        guess limit; `wall` the sessions' expiry, which must mean the same after a reboot."""
         self.cfg = cfg or AuthConfig()
         self.clock = clock
+        self.wall = wall
         self.users = Users(self.cfg)
         self.passwords = GuessLimiter("password", clock)
-        self._sessions: dict[str, Session] = {}
-        self._lock = threading.Lock()
+        self.sessions = SessionStore(sessions_file, MAX_SESSIONS, wall)
 
     @property
     def read_open(self) -> bool:
@@ -160,44 +157,39 @@ class Auth:
             raise HTTPException(401, "wrong name or password")
         self.passwords.right(client)
         sid = secrets.token_urlsafe(32)
-        s = Session(u.name, u.role, secrets.token_urlsafe(24), self.clock() + self.cfg.session_hours * 3600)
-        with self._lock:
-            self._expire()
-            self._sessions[sid] = s
-            while len(self._sessions) > MAX_SESSIONS:   # the oldest go first
-                self._sessions.pop(next(iter(self._sessions)))
+        s = Session(u.name, u.role, secrets.token_urlsafe(24), self.wall() + self._lifetime_s(),
+                    created_wall=self.wall())
+        self.sessions.add(session_key(sid), s)
         log.info("login: %s (%s) from %s", u.name, u.role, client)
         return sid, s
 
     def logout(self, sid: str) -> None:
-        with self._lock:
-            self._sessions.pop(sid, None)
+        if sid:
+            self.sessions.remove(session_key(sid))
 
     def session(self, sid: str | None) -> Session | None:
         """The live session of `sid` (its idle time starts again), or None."""
         if not sid:
             return None
-        with self._lock:
-            s = self._sessions.get(sid)
-            if s is None:
-                return None
-            now = self.clock()
-            if now >= s.expires:
-                self._sessions.pop(sid, None)
-                return None
-            s.expires = now + self.cfg.session_hours * 3600
-            # the user's role is what the users file says now (a demoted user loses rights at once)
+        key = session_key(sid)
+        s = self.sessions.get(key)
+        if s is None:
+            return None
+        now = self.wall()
+        if now >= s.expires:
+            self.sessions.remove(key)
+            return None
+        # the user's role is what the users file says now (a demoted user loses rights at once)
         u = self.users.get(s.name)
         if u is None:
-            self.logout(sid)
+            self.sessions.remove(key)
             return None
+        self.sessions.extend(key, s, now + self._lifetime_s())
         s.role = u.role
         return s
 
-    def _expire(self) -> None:
-        now = self.clock()
-        for sid in [k for k, s in self._sessions.items() if now >= s.expires]:
-            del self._sessions[sid]
+    def _lifetime_s(self) -> float:
+        return self.cfg.session_hours * 3600
 
 
 def app_auth(request: Request) -> Auth:
