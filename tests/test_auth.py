@@ -225,10 +225,14 @@ def test_login_required_to_read_when_configured(tmp_path):
     ln = Line(load_config(path))
     try:
         with ln.client() as c:
-            assert c.get("/api/status").status_code == 401
+            refused = c.get("/api/status")
+            assert refused.status_code == 401
+            # the gate's own answers carry the same headers as everything else
+            assert refused.headers["x-content-type-options"] == "nosniff" and refused.headers["cache-control"] == "no-store"
             assert c.get("/api/parcels").status_code == 401
             r = c.get("/", follow_redirects=False)
             assert r.status_code == 303 and r.headers["location"] == "/login?next=/"
+            assert "default-src" in r.headers["content-security-policy"]
             assert c.get("/login").status_code == 200 and c.get("/static/login.js").status_code == 200
             assert c.get("/api/me").json()["read"] == "login"
             assert c.get("/api/status", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200

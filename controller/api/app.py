@@ -15,11 +15,10 @@ import logging
 import math
 import re
 from pathlib import Path
-from urllib.parse import quote
 from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -31,6 +30,7 @@ from sorter.controller.api.guard import BodyLimits, install as install_guard
 from sorter.controller.api.keying import router as keying_router
 from sorter.controller.api import docs as api_docs, events as api_events, export as api_export, totals as api_totals
 from sorter.controller.api.metrics import StatusCollector
+from sorter.controller.api.page_gate import PageGate
 from sorter.controller.api.models import Chute, ParcelRecord, Stats, Status
 from sorter.controller.service.status_cache import PulledStatus
 from sorter.controller.api.search import router as search_router
@@ -170,29 +170,8 @@ def create_app(
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StatusCollector(snapshot, extra=[_site_metrics]))
 
-    @app.middleware("http")
-    async def read_gate(request: Request, call_next):  # type: ignore[no-untyped-def]
-        # auth.read: login -- nothing is shown or answered before a login (or a bearer token)
-        path = request.url.path
-        if request.method in ("GET", "HEAD") and path not in BEFORE_LOGIN and not may_read(request):
-            if path in PAGES:
-                return RedirectResponse("/login?next=" + quote(path), status_code=303)
-            return JSONResponse({"detail": "log in first (this line's page needs a login to read)"},
-                                status_code=401)
-        return await call_next(request)
-
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        path = request.url.path
-        if path in PAGES or path.startswith("/static/"):
-            response.headers["Content-Security-Policy"] = PAGE_CSP
-            response.headers["Referrer-Policy"] = "no-referrer"
-            response.headers["Cache-Control"] = "no-cache"
-        if path.startswith("/api/"):
-            response.headers["Cache-Control"] = "no-store"
-        return response
+    # the read gate and the headers (controller/api/page_gate.py)
+    app.add_middleware(PageGate, pages=frozenset(PAGES), before_login=BEFORE_LOGIN, csp=PAGE_CSP, may_read=may_read)
 
     # ------------------------------------------------------------------ reading (open)
     @app.get("/api/status", summary="The line's status snapshot", response_model=Status)
