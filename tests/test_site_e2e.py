@@ -23,7 +23,7 @@ from tests.test_mqtt import Subscriber
 from tests.test_uploads import SECRET, Receiver
 from tests.test_processes import wait_for
 
-PARCELS = 150
+PARCELS = 90
 OUTAGE_S = float(os.environ.get("SORTER_SITE_OUTAGE_S", "8"))  # the issue asks for 60 s (measured with =60); 8 keeps CI short
 
 
@@ -43,7 +43,7 @@ def test_a_site_line_loses_nothing_through_a_postgres_outage(tmp_path, postgres,
             "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "stats_interval_s": 1},
             "uploads": [{"name": "zto", "url": receiver.url, "secret_env": "E2E_UPLOAD_KEY", "batch_size": 20,
                          "backoff_s": 0.2, "backoff_max_s": 2}]}
-    cfg = load_line_config(tmp_path / "cfg", overrides={"site": site, "sim.rate_pph": 9000})
+    cfg = load_line_config(tmp_path / "cfg", overrides={"site": site, "sim.rate_pph": 12000})
     sub = Subscriber(mosquitto.port, topic="sorter/L1/#")
     port = free_port()
     h = SimHarness(cfg, parcels=PARCELS, seed=5, api=("127.0.0.1", port))
