@@ -277,6 +277,11 @@ def test_numbers_shown_match_the_status_and_phone_and_wall_layouts(sim):
             for c in st["chutes"]:
                 assert pg.text_content(f".chute[data-chute='{c['id']}'] .c-count") == f"{c['count']:,}"
             assert pg.text_content("#state-badge .en") == "PAUSED"
+            # each camera's name opens its last frame (the codes read in it outlined)
+            for cam in st["cameras"]:
+                href = pg.get_attribute(f"a.cam-last:text-is('{cam['name']}')", "href")
+                r = httpx.get(sim["url"] + href, timeout=10)
+                assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg" and r.content[:2] == b"\xff\xd8"
             pg.screenshot(path=str(sim["shots"] / "page-en.png"), full_page=True)
         finally:
             p.close()

@@ -165,5 +165,23 @@ def test_camera_api_noreads_and_last_frame(tmp_path):
             got = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_GRAYSCALE)
             assert got.shape == (100, 120) and abs(int(got.mean()) - 77) <= 2
             assert c.get("/api/cameras/side/last.jpg").status_code == 404
+            # a frame in which the worker read a code: its note rides with it, and the code is outlined
+            slot_img = ring.alloc(100, 120)
+            slot_img[...] = 77
+            ring.commit(2.0)
+            note = json.dumps([["code128", "SF1423456789012", [[20, 30], [90, 30], [90, 60], [20, 60]]]]).encode()
+            ring.release(ring.take(0.1)[0], note=note)
+            got = cv2.imdecode(np.frombuffer(c.get("/api/cameras/top/last.jpg").content, np.uint8), cv2.IMREAD_COLOR)
+            b, g, r_ = (got[..., k].astype(int) for k in range(3))
+            green = g - np.maximum(b, r_) > 60
+            edge = [(y, x) for x in range(25, 86, 5) for y in (30, 60)] + [(y, x) for y in range(35, 56, 5) for x in (20, 90)]
+            assert sum(bool(green[y - 1:y + 2, x - 1:x + 2].any()) for y, x in edge) >= 0.9 * len(edge)
+            assert not green[38:53, 28:82].any()   # inside the code: the frame as it was
+            # the next frame read nothing: no stale outline from the one before
+            ring.alloc(100, 120)[...] = 77
+            ring.commit(3.0)
+            ring.release(ring.take(0.1)[0])
+            got = cv2.imdecode(np.frombuffer(c.get("/api/cameras/top/last.jpg").content, np.uint8), cv2.IMREAD_COLOR)
+            assert not ((got[..., 1].astype(int) - got[..., 0]) > 60).any()
     finally:
         ring.close()

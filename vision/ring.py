@@ -7,7 +7,9 @@ its way. Other processes (the API's ``last.jpg``) attach to the ring by name and
 under a sequence check (a slot overwritten during the copy is detected and skipped).
 
 Layout: a 64-byte global header (magic, n_slots, slot_bytes, last decoded slot, its seq) then
-``n_slots`` 32-byte slot headers (seq, capture_mono, height, width) then the slots.
+``n_slots`` 32-byte slot headers (seq, capture_mono, height, width), then a 4 KB note of the last
+decoded frame (its seq, then what the decoder read in it, as the worker writes it: JSON), then the
+slots.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import numpy as np
 
 _G = struct.Struct("<8sIIqq")  # magic, n_slots, slot_bytes, last_slot, last_seq
 _S = struct.Struct("<qdII")  # seq, t_cap, h, w
-_GSIZE, _SSIZE = 64, 32
-MAGIC = b"SRTRING1"
+_N = struct.Struct("<qI")  # the note: seq of the frame it is about, length
+_GSIZE, _SSIZE, _NSIZE = 64, 32, 4096
+MAGIC = b"SRTRING2"
 _OWNED: set[str] = set()  # rings this process created (and so registered with its resource tracker)
 
 
@@ -32,7 +35,7 @@ class FrameRing:
 
     def __init__(self, name: str, slot_bytes: int, n_slots: int, queue_depth: int = 4):
         self.n, self.slot_bytes = n_slots, slot_bytes
-        size = _GSIZE + _SSIZE * n_slots + slot_bytes * n_slots
+        size = _GSIZE + _SSIZE * n_slots + _NSIZE + slot_bytes * n_slots
         self.shm = shared_memory.SharedMemory(name=name, create=True, size=size)
         self.name = self.shm.name
         _OWNED.add(self.name)
@@ -40,6 +43,7 @@ class FrameRing:
         _G.pack_into(self.buf, 0, MAGIC, n_slots, slot_bytes, -1, 0)
         for i in range(n_slots):
             _S.pack_into(self.buf, _GSIZE + _SSIZE * i, 0, 0.0, 0, 0)
+        _N.pack_into(self.buf, _GSIZE + _SSIZE * n_slots, 0, 0)
         self.seq = 0
         self.next = 0
         self.meta: list[tuple[int, float, int, int]] = [(0, 0.0, 0, 0)] * n_slots
@@ -51,7 +55,7 @@ class FrameRing:
         self.cond = threading.Condition()
 
     def _view(self, i: int, h: int, w: int) -> np.ndarray:
-        off = _GSIZE + _SSIZE * self.n + i * self.slot_bytes
+        off = _GSIZE + _SSIZE * self.n + _NSIZE + i * self.slot_bytes
         return np.ndarray((h, w), np.uint8, self.buf, off)
 
     # capture thread -----------------------------------------------------------------------
@@ -104,11 +108,19 @@ class FrameRing:
             _, t, h, w = self.meta[i]
             return i, t, self._view(i, h, w)
 
-    def release(self, i: int, decoded: bool = True) -> None:
+    def release(self, i: int, decoded: bool = True, note: bytes = b"") -> None:
+        """The decoder is done with slot `i`; `decoded`: it is now the last decoded frame, `note` what
+        was read in it (dropped when over the note's 4 KB: a reader then sees no note)."""
         with self.cond:
             self.busy = None
             if decoded:
-                _G.pack_into(self.buf, 0, MAGIC, self.n, self.slot_bytes, i, self.meta[i][0])
+                seq = self.meta[i][0]
+                if len(note) > _NSIZE - _N.size:
+                    note = b""
+                off = _GSIZE + _SSIZE * self.n
+                self.buf[off + _N.size:off + _N.size + len(note)] = note
+                _N.pack_into(self.buf, off, seq, len(note))
+                _G.pack_into(self.buf, 0, MAGIC, self.n, self.slot_bytes, i, seq)
 
     def pending(self) -> bool:
         with self.cond:
@@ -132,6 +144,13 @@ class FrameRing:
 
 def read_latest(name: str) -> tuple[float, np.ndarray] | None:
     """From another process: a copy of the last decoded frame of the ring ``name``, or None."""
+    got = read_latest_noted(name)
+    return None if got is None else got[:2]
+
+
+def read_latest_noted(name: str) -> tuple[float, np.ndarray, bytes | None] | None:
+    """As read_latest, with the decoder's note about that frame (None: none, or it was
+    overwritten by the next frame's while copying)."""
     try:
         shm = shared_memory.SharedMemory(name=name, create=False)
     except (FileNotFoundError, OSError, ValueError):
@@ -152,10 +171,15 @@ def read_latest(name: str) -> tuple[float, np.ndarray] | None:
         s_seq, t, h, w = _S.unpack_from(shm.buf, _GSIZE + _SSIZE * last)
         if s_seq != seq or h * w > slot_bytes or h * w == 0:
             return None
-        off = _GSIZE + _SSIZE * n + last * slot_bytes
+        off = _GSIZE + _SSIZE * n + _NSIZE + last * slot_bytes
         img = np.ndarray((h, w), np.uint8, shm.buf, off).copy()
+        noff = _GSIZE + _SSIZE * n
+        n_seq, n_len = _N.unpack_from(shm.buf, noff)
+        note = bytes(shm.buf[noff + _N.size:noff + _N.size + min(n_len, _NSIZE - _N.size)])
         if _S.unpack_from(shm.buf, _GSIZE + _SSIZE * last)[0] != seq:
             return None  # overwritten while copying
-        return t, img
+        if n_seq != seq or _N.unpack_from(shm.buf, noff)[0] != seq:
+            note = None  # about another frame, or rewritten while copying
+        return t, img, note
     finally:
         shm.close()

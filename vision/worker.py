@@ -27,6 +27,7 @@ triggered camera is taken as one parcel).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -42,6 +43,7 @@ import numpy as np
 
 from sorter.vision.decode import STATS as _decode_stats
 from sorter.vision.decode import ReadRules, decode
+from sorter.vision.outline import outline
 from sorter.vision.sources import NoFrame, Reads, SourceError, open_source
 from sorter.messages import (CameraDown, CameraHealthReport, CameraIdle, CameraUp, FrameReads, KeepFrames,
                              ParcelWindow, SetCameraProperties)
@@ -151,6 +153,7 @@ class CameraWorker:
         self.frame_log: deque[tuple[float, int]] = deque(maxlen=4000)  # (capture_mono, n codes)
         # what was found where in the last frames, by their time in the ring: kept frames show it outlined
         self.found: deque[tuple[float, list]] = deque(maxlen=256)
+        self._note = b""  # the codes of the frame being decoded, as the ring keeps them beside it
         self.parcels: deque[tuple[bool, int]] = deque(maxlen=self.cfg.read_rate_window)
         self.parcel_msgs = False
         self.accepted: dict = {}
@@ -320,10 +323,12 @@ class CameraWorker:
                         self.put(CameraIdle(self.name, idle))
                     continue
                 slot, t_cap, frame = got
+                self._note = b""
                 try:
                     self._decode_frame(src, t_cap, frame)
                 finally:
-                    self.ring.release(slot)
+                    # what was read in it goes with the frame, for the page's last image of the camera
+                    self.ring.release(slot, note=self._note)
                 self.backoff = BACKOFF_MIN
         finally:
             stop.set()
@@ -343,7 +348,10 @@ class CameraWorker:
         out = [(c.symbology, c.text, c.polygon, self.offset_of(c.polygon, frame.shape), c.weak) for c in codes]
         self.weak_sent += sum(1 for c in codes if c.weak)
         if out:
-            self.found.append((t_ring, [(sym, txt, poly) for sym, txt, poly, _o, _w in out if poly]))
+            found = [(sym, txt, poly) for sym, txt, poly, _o, _w in out if poly]
+            self.found.append((t_ring, found))
+            self._note = json.dumps([[s, t[:200], [list(q) for q in poly]] for s, t, poly in found],
+                                    ensure_ascii=False).encode()
         # the watermark: every frame captured before it has been decoded and sent. Frames come in
         # capture order, so that is this frame's capture time; only the source can promise more
         # (the simulated cameras' heartbeat, sent on as "idle")
@@ -457,26 +465,6 @@ def _rss_mb() -> float | None:
             return round(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6, 1)
     except (OSError, ValueError, IndexError):
         return None
-
-
-OUTLINE_BGR = (0, 200, 0)
-
-
-def outline(img: np.ndarray, codes: list) -> np.ndarray:
-    """A colour copy of `img` with each code's polygon drawn and its symbology and text beside it
-    (non-ASCII shown as ?: OpenCV's fonts have no Chinese; the record has the real text)."""
-    out = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img.copy()
-    thick = max(2, round(max(out.shape[:2]) / 400))
-    for sym, text, poly in codes:
-        pts = np.asarray(poly, np.int32).reshape(-1, 1, 2)
-        if len(pts) < 2:
-            continue
-        cv2.polylines(out, [pts], True, OUTLINE_BGR, thick, cv2.LINE_AA)
-        x, y = int(pts[:, 0, 0].min()), int(pts[:, 0, 1].min())
-        label = f"{sym}: {''.join(c if 32 <= ord(c) < 127 else '?' for c in str(text))[:32]}"
-        cv2.putText(out, label, (x, max(14, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thick / 2, OUTLINE_BGR,
-                    max(1, thick // 2), cv2.LINE_AA)
-    return out
 
 
 class NoReadKeeper:

@@ -4,11 +4,13 @@
   camera, bytes, time);
 - ``GET /api/noreads/{file}``: one of them (JPEG);
 - ``GET /api/cameras/{name}/last.jpg?width=W``: the camera's last decoded frame, read from the
-  worker's shared-memory ring (no copy through the service).
+  worker's shared-memory ring (no copy through the service), with the codes the worker read in it
+  outlined (the worker's note beside the frame in the ring).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -64,20 +66,24 @@ def router(svc) -> APIRouter | None:
                 return FileResponse(p, media_type="image/jpeg")
         raise HTTPException(404, "no such image")
 
-    @r.get("/api/cameras/{name}/last.jpg", summary="The camera's last decoded frame (JPEG)")
+    @r.get("/api/cameras/{name}/last.jpg", summary="The camera's last decoded frame, the codes read in it outlined (JPEG)")
     def last_jpg(name: str, width: int = Query(1024, ge=64, le=10000)):
         import cv2
 
-        from sorter.vision.ring import read_latest
+        from sorter.vision.outline import outline
+        from sorter.vision.ring import read_latest_noted
 
         cams = {c.get("name"): c for c in svc.status().get("cameras", [])}
         if name not in cams:
             raise HTTPException(404, "no such camera")
         shm = cams[name].get("shm") or ""
-        got = read_latest(shm) if re.match(r"^sorter-\d+-[A-Za-z0-9_-]+-\d+$", shm) else None
+        got = read_latest_noted(shm) if re.match(r"^sorter-\d+-[A-Za-z0-9_-]+-\d+$", shm) else None
         if got is None:
             raise HTTPException(404, "no frame yet")
-        _, img = got
+        _, img, note = got
+        codes = _codes(note)
+        if codes:
+            img = outline(img, codes)
         if img.shape[1] > width:
             img = cv2.resize(img, (width, max(1, int(img.shape[0] * width / img.shape[1]))), interpolation=cv2.INTER_AREA)
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
@@ -86,3 +92,15 @@ def router(svc) -> APIRouter | None:
         return Response(buf.tobytes(), media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     return r
+
+
+def _codes(note: bytes | None) -> list:
+    """The worker's note of a frame: [[symbology, text, polygon], ...]; anything else reads as none
+    (the note is another process's bytes)."""
+    if not note:
+        return []
+    try:
+        got = json.loads(note)
+        return [(str(s), str(t), [(int(x), int(y)) for x, y in poly]) for s, t, poly in got]
+    except (ValueError, TypeError):
+        return []

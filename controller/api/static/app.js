@@ -229,7 +229,15 @@
       const alarm = typeof c.alarm === "string" && c.alarm ? c.alarm : "";
       const dropping = c.alive && c.status === "dropping";
       const tr = el("tr", (c.alive && !dropping ? "" : "cam-dead") + (alarm ? " cam-alarm" : ""));
-      tr.appendChild(el("td", "mono", c.name));
+      // the name opens the camera's last frame with the codes it read outlined
+      const nameTd = el("td", "mono");
+      const link = el("a", "cam-last", c.name);
+      link.href = "/api/cameras/" + encodeURIComponent(c.name) + "/last.jpg";
+      link.target = "_blank";
+      link.rel = "noopener";
+      link.title = T("cam.last");
+      nameTd.appendChild(link);
+      tr.appendChild(nameTd);
       const td = el("td");
       td.appendChild(el("span", "dot " + (c.alive && !dropping ? "up" : "down")));
       td.appendChild(document.createTextNode(" " + (!c.alive ? T("cam.down") : dropping ? T("cam.dropping") + " " + pct(c.drop_share) : T("cam.ok"))));
