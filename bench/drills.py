@@ -69,7 +69,7 @@ def tally(cfg, h, truth: dict) -> dict:
             "outcomes": outcomes}
 
 
-def induct_while_off(truth: dict, spans: list[tuple[float, float]], t0: float) -> int:
+def induct_while_off(truth: dict, spans: list[tuple[float, float]]) -> int:
     """Parcels that entered the belt inside a span when induction had to be off (grace: 50 ms for
     the PLC's scan and the write on its way)."""
     n = 0
@@ -81,75 +81,64 @@ def induct_while_off(truth: dict, spans: list[tuple[float, float]], t0: float) -
 
 
 # ------------------------------------------------------------------------------ the drills
-def drill_estop(tmp: Path) -> dict:
-    cfg, h = harness(tmp, 10_000, 12_000, seed=31)
-    spans = []
+def run_drill(tmp: Path, seed: int, disturb) -> dict:
+    """12,000 parcels/h; once 20 are recorded, `disturb(cfg, h)` does its worst and returns what it
+    adds to the tally; then induction pauses and the belt empties."""
+    cfg, h = harness(tmp, 10_000, 12_000, seed=seed)
     try:
         h.start()
         wait(lambda: len(h.records) >= 20, 120)
-        for _ in range(5):
-            a = time.monotonic()
-            h.force("estop_ok", 0)
-            time.sleep(3.0)
-            h.force("estop_ok", None)
-            ok = wait(lambda: h.svc.reset("drill")[0], 10)
-            spans.append((a, time.monotonic()))
-            assert ok, "the reset was refused after the e-stop cleared"
-            time.sleep(4.0)
+        extra = disturb(cfg, h)
         h.svc.pause()
         truth = h.run_until_done(120)
         t = tally(cfg, h, truth)
     finally:
         h.stop()
-    t["inducted while stopped"] = induct_while_off(truth, spans, h.t0)
-    return t
+    return {**t, **{k: (v(truth) if callable(v) else v) for k, v in extra.items()}}
 
 
-def drill_pause(tmp: Path) -> dict:
-    cfg, h = harness(tmp, 10_000, 12_000, seed=32)
+def estop_mid_wave(cfg, h) -> dict:
     spans = []
-    try:
-        h.start()
-        wait(lambda: len(h.records) >= 20, 120)
-        for _ in range(8):
-            a = time.monotonic()
-            h.svc.pause()
-            time.sleep(3.0)
-            spans.append((a, time.monotonic()))
-            h.svc.resume()
-            time.sleep(3.0)
+    for _ in range(5):
+        a = time.monotonic()
+        h.force("estop_ok", 0)
+        time.sleep(3.0)
+        h.force("estop_ok", None)
+        ok = wait(lambda: h.svc.reset("drill")[0], 10)
+        spans.append((a, time.monotonic()))
+        assert ok, "the reset was refused after the e-stop cleared"
+        time.sleep(4.0)
+    return {"inducted while stopped": lambda truth: induct_while_off(truth, spans)}
+
+
+def pause_under_load(cfg, h) -> dict:
+    spans = []
+    for _ in range(8):
+        a = time.monotonic()
         h.svc.pause()
-        truth = h.run_until_done(120)
-        t = tally(cfg, h, truth)
-    finally:
-        h.stop()
-    t["inducted while paused"] = induct_while_off(truth, spans, h.t0)
-    return t
+        time.sleep(3.0)
+        spans.append((a, time.monotonic()))
+        h.svc.resume()
+        time.sleep(3.0)
+    return {"inducted while paused": lambda truth: induct_while_off(truth, spans)}
 
 
-def drill_full(tmp: Path) -> dict:
-    cfg, h = harness(tmp, 10_000, 12_000, seed=33)
+def chute_full_storm(cfg, h) -> dict:
     rnd = random.Random(7)
     chutes = [c for c in cfg.line.chutes if c.full_signal]
-    try:
-        h.start()
-        wait(lambda: len(h.records) >= 20, 120)
-        end = time.monotonic() + 30
-        toggles = 0
-        while time.monotonic() < end:
-            c = rnd.choice(chutes)
-            h.force(c.full_signal, rnd.choice([1, None]))
-            toggles += 1
-            time.sleep(rnd.uniform(0.1, 1.0))
-        for c in chutes:
-            h.force(c.full_signal, None)
-        h.svc.pause()
-        truth = h.run_until_done(120)
-        t = tally(cfg, h, truth)
-    finally:
-        h.stop()
-    t["full toggles"] = toggles
-    return t
+    end = time.monotonic() + 30
+    toggles = 0
+    while time.monotonic() < end:
+        c = rnd.choice(chutes)
+        h.force(c.full_signal, rnd.choice([1, None]))
+        toggles += 1
+        time.sleep(rnd.uniform(0.1, 1.0))
+    for c in chutes:
+        h.force(c.full_signal, None)
+    return {"full toggles": toggles}
+
+
+DRILLS = {"estop": (31, estop_mid_wave), "pause": (32, pause_under_load), "full": (33, chute_full_storm)}
 
 
 def proc_stats(pid: int) -> tuple[float, int]:
@@ -208,10 +197,10 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=120)
     args = ap.parse_args()
     rows = []
-    for name, fn in (("estop", drill_estop), ("pause", drill_pause), ("full", drill_full)):
+    for name, (seed, disturb) in DRILLS.items():
         if name in args.which:
             with tempfile.TemporaryDirectory() as tmp:
-                r = fn(Path(tmp))
+                r = run_drill(Path(tmp), seed, disturb)
             extra = {k: v for k, v in r.items() if k not in ("inducted", "records", "duplicates", "lost",
                                                              "wrong_chute", "outcomes")}
             rows.append([name, r["inducted"], r["records"], r["duplicates"], r["lost"], r["wrong_chute"],

@@ -5,6 +5,7 @@ CPU each process used, sampled from /proc over the measured window (utime + stim
     python bench/timing.py                    # idle, 10,000 and 20,000 parcels/h
     python bench/timing.py --parcels 300      # shorter runs
     python bench/timing.py --idle-only        # the two idle rows only
+    python bench/timing.py --poll-hz 1000,500 # the loaded rows at each input poll rate
 
 The idle row is this run's baseline: what each process costs with nothing on the belt. Targets
 (issue 11): fire timing p99 <= 1 ms and p99.9 <= 10 ms at 20,000 p/h; the timing process <= 25 %
@@ -86,14 +87,20 @@ def main() -> None:
     ap.add_argument("--parcels", type=int, default=1000)
     ap.add_argument("--idle-s", type=float, default=30)
     ap.add_argument("--idle-only", action="store_true", help="only the idle rows (idle_poll_hz off and on)")
+    ap.add_argument("--poll-hz", default="", help="comma-separated plc.poll_hz values to run the loaded rows at "
+                                                  "(default: the example config's), e.g. 1000,500")
     args = ap.parse_args()
+    polls = [float(x) for x in args.poll_hz.split(",") if x.strip()] or [None]
     runs = [measure("idle belt, polled at poll_hz (baseline)", 0, 1, 2.0, (150, 600), args.idle_s,
                     **{"plc.idle_poll_hz": None}),
             measure("idle belt, idle_poll_hz as configured", 0, 1, 2.0, (150, 600), args.idle_s),
             ]
     if not args.idle_only:
-        runs += [measure("10,000 p/h, 2.0 m/s, 150-600 mm", 10_000, args.parcels, 2.0, (150, 600)),
-                 measure("20,000 p/h, 2.5 m/s, 150-300 mm", 20_000, args.parcels, 2.5, (150, 300))]
+        for hz in polls:
+            at = {"plc.poll_hz": hz} if hz else {}
+            tag = f", polled at {hz:.0f} Hz" if hz else ""
+            runs += [measure(f"10,000 p/h, 2.0 m/s, 150-600 mm{tag}", 10_000, args.parcels, 2.0, (150, 600), **at),
+                     measure(f"20,000 p/h, 2.5 m/s, 150-300 mm{tag}", 20_000, args.parcels, 2.5, (150, 300), **at)]
     names = list(runs[0]["cpu"])
     table(f"CPU per process, share of one core (sampled from /proc over the run; {os.cpu_count()} cores)",
           ["run", "window s", *names],

@@ -24,7 +24,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sorter.controller.routing.manifest.rows import (CARRIER_LINES_RE, COLUMNS, LONE_SURROGATE, MAX_CARRIER, MAX_TOWN,
+from sorter.controller.routing.manifest.rows import (CARRIER_RE, COLUMNS, LONE_SURROGATE, MAX_CARRIER, MAX_TOWN,
                                                      WAYBILL_LINES_RE, _header_map, validate_row)
 
 
@@ -425,7 +425,9 @@ class _BatchWriter:
     (Measured: neither a writer thread -- it waits for the GIL after every row -- nor a writer
     process fed pickled batches made the import faster on a 2-core PC; nor did PRAGMA
     synchronous=OFF during the import (so the manifest keeps its crash safety), nor INSERT OR
-    REPLACE instead of the upsert, nor binding `updated` once per batch.)"""
+    REPLACE instead of the upsert, nor binding `updated` once per batch; nor staging the rows in a
+    temporary table for one sorted INSERT ... SELECT: SQLite's sort of 5M rows cost more CPU than
+    the sorted writes saved.)"""
 
     def __init__(self, manifest, report: ImportReport):
         self.report, self.m = report, manifest
@@ -456,13 +458,14 @@ class _BatchWriter:
         self.pending, self.n = [], 0
         if rows:
             # the same waybill twice in the file: the later row is the advice (dict keeps the last
-            # value of a key and its first position; C speed)
+            # value of a key and its first position; C speed, and before the sort, while the rows
+            # are still in the order they were made in memory)
             last = dict(zip(map(_KEY0, rows), rows))
             if len(last) < len(rows):
                 self.report.duplicate_in_file += len(rows) - len(last)
                 rows = list(last.values())
             rows.sort(key=_KEY0)
-            n = self.m.upsert(rows, self.columns)
+            n = self.m._upsert_batch(rows, self.columns or len(rows[0]))
             self.written += n
             self.report.imported += n    # for the progress bar; split into new / updated at close
 
@@ -504,41 +507,55 @@ def _simple_columns(wcol: list[str], tcol: list[str], ccol: list[str] | None = N
     wj = "\n".join(wcol).upper()
     if WAYBILL_LINES_RE.fullmatch(wj) is None:
         return None
-    if min(map(len, tcol)) == 0 or max(map(len, tcol)) > MAX_TOWN or list(map(str.strip, tcol)) != tcol:
-        return None
-    tj = "\n".join(tcol)
-    if "\ufffd" in tj or LONE_SURROGATE.search(tj) or tj.count("\n") != len(tcol) - 1:
-        return None
     wl = wj.split("\n")
     if len(wl) != len(tcol):
         return None
-    # one str object per distinct town: SQLite binds it from its cached UTF-8 (no encoding per
-    # row) and the batch held for writing is smaller
-    if len(_SHARED) > 50_000:
-        _SHARED.clear()
-    towns = map(_SHARED.setdefault, tcol, tcol)
+    towns = _column_values(tcol, _town_value)
+    if towns is None:
+        return None
     if ccol is None:
         return list(zip(wl, towns))
-    carriers = _carrier_column(ccol)
+    carriers = _column_values(ccol, _carrier_value)
     if carriers is None:
         return None
     return list(zip(wl, towns, carriers))
 
 
-def _carrier_column(ccol: list[str]) -> Iterator[str | None] | None:
-    """The carrier codes of a column as validate_row gives them (upper case; empty: None), or
-    None when any needs trimming, is too long or is not a carrier code."""
-    if max(map(len, ccol)) > MAX_CARRIER or list(map(str.strip, ccol)) != ccol:
+_BAD = object()   # a value _town_value / _carrier_value refuses
+
+
+def _column_values(col: list[str], value: Callable[[str], Any]) -> Iterator[Any] | None:
+    """`col` mapped through `value` (what validate_row makes of a field), or None when it refuses
+    any. A column has few distinct values (a few hundred towns, a dozen carriers), so each is
+    checked once, and each row gets the one shared str object of its value: SQLite binds it
+    from its cached UTF-8 (no encoding per row) and the batch held for writing is smaller."""
+    distinct = dict.fromkeys(col)
+    if len(_SHARED) > 50_000:
+        _SHARED.clear()
+    for raw in distinct:
+        v = value(raw)
+        if v is _BAD:
+            return None
+        distinct[raw] = v if v is None else _SHARED.setdefault(v, v)
+    return map(distinct.__getitem__, col)
+
+
+def _town_value(t: str) -> Any:
+    """A town as validate_row stores it (needing no trimming), else _BAD."""
+    if (not t or len(t) > MAX_TOWN or t.strip() != t or "\n" in t or "\ufffd" in t
+            or LONE_SURROGATE.search(t)):
+        return _BAD
+    return t
+
+
+def _carrier_value(c: str) -> Any:
+    """A carrier code as validate_row stores it (upper case; empty: None), else _BAD."""
+    if not c:
         return None
-    cj = "\n".join(ccol).upper()
-    if CARRIER_LINES_RE.fullmatch(cj) is None:
-        return None
-    cl = cj.split("\n")
-    if len(cl) != len(ccol):
-        return None
-    if min(map(len, cl)) == 0:
-        return [c or None for c in cl]
-    return map(_SHARED.setdefault, cl, cl)
+    if len(c) > MAX_CARRIER or c.strip() != c:
+        return _BAD
+    up = c.upper()
+    return up if CARRIER_RE.fullmatch(up) else _BAD
 
 
 _SHARED: dict[str, str] = {}   # one str object per distinct town / carrier

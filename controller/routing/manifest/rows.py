@@ -26,8 +26,6 @@ _SEG_SPLIT = re.compile(r"[-\s]+")
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # a whole batch of (upper-cased) waybills joined by newlines, checked in one C call
 WAYBILL_LINES_RE = re.compile(r"(?:[A-Z0-9]{6,40}\n)*[A-Z0-9]{6,40}")
-# and a batch of carrier codes (an empty one: no carrier)
-CARRIER_LINES_RE = re.compile(r"(?:(?:[A-Z][A-Z0-9_]{1,15})?\n)*(?:[A-Z][A-Z0-9_]{1,15})?")
 
 MAX_TOWN, MAX_ADDRESS, MAX_SERVICE, MAX_CARRIER = 64, 300, 32, 16
 MAX_WEIGHT_KG = 2000.0
