@@ -26,7 +26,9 @@ class LineIO:
     def __init__(self, plc: PlcConfig, io: dict[str, Signal], url: str | None = None):
         self.url = url or plc.url
         self.io = io
-        self.modbus = ModbusIO(self.url, io, plc.timeout_s, plc.retries) \
+        # the heartbeat is ours to write: reading it back every poll was a third of the poll's requests
+        written = frozenset([plc.heartbeat.signal] if plc.heartbeat else [])
+        self.modbus = ModbusIO(self.url, io, plc.timeout_s, plc.retries, not_polled=written) \
             if any(s.table in MODBUS_TABLES for s in io.values()) else None
         self.boards = {b.name: RelayBoardIO(b) for b in plc.relay_boards
                        if any(s.table == "relay" and s.board == b.name for s in io.values())}

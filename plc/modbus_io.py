@@ -1,4 +1,5 @@
-"""Direct I/O over Modbus TCP or RTU (pymodbus): read the line's inputs in bulk, write outputs.
+"""Direct I/O over Modbus TCP (our lean client, plc/modbus_tcp.py) or RTU (pymodbus): read the
+line's inputs in bulk, write outputs.
 
 One connection, one owner: the timing loop awaits every call, so no two requests are ever in flight
 on the connection (pymodbus mixes up replies otherwise). Three kinds of failure are told apart:
@@ -17,10 +18,11 @@ import logging
 import time
 from dataclasses import dataclass
 
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from sorter.controller.config.plc import Signal, parse_plc_url
+from sorter.plc.modbus_tcp import LinkClosed, ModbusTcpClient, ReplyTimeout
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +107,16 @@ def rtu_char_s(baud: int, parity: str = "N", stopbits: int = 1, bytesize: int = 
 class ModbusIO:
     """The Modbus points of the I/O map over one TCP or RTU connection."""
 
-    def __init__(self, url: str, io: dict[str, Signal], timeout_s: float = 0.25, retries: int = 0):
+    def __init__(self, url: str, io: dict[str, Signal], timeout_s: float = 0.25, retries: int = 0,
+                 not_polled: frozenset[str] = frozenset()):
+        """`not_polled`: registers only ever written (the heartbeat), left out of `read_inputs`."""
         self.url = url
         self.ep = parse_plc_url(url)
         self.kind = self.ep["kind"]
         self.io = with_unit({n: s for n, s in io.items() if s.table in MODBUS_TABLES}, self.ep.get("unit"))
         self.timeout_s = timeout_s
         self.read_retries = retries
-        self.blocks = plan_reads(self.io)
+        self.blocks = plan_reads({n: s for n, s in self.io.items() if n not in not_polled})
         self.client = None
         self.errors = 0
         self.timeouts = 0
@@ -130,8 +134,8 @@ class ModbusIO:
         self.close()
         # the timing loop reconnects with its own backoff; the client must not retry behind its back
         if self.kind == "tcp":
-            self.client = AsyncModbusTcpClient(self.ep["host"], port=self.ep["port"], timeout=self.timeout_s,
-                                               retries=0, reconnect_delay=0, reconnect_delay_max=0)
+            # our own lean client (plc/modbus_tcp.py): pymodbus's cost most of the timing process's CPU
+            self.client = ModbusTcpClient(self.ep["host"], port=self.ep["port"], timeout=self.timeout_s)
         else:
             self.client = AsyncModbusSerialClient(
                 self.ep["device"], baudrate=self.ep["baud"], parity=self.ep["parity"],
@@ -244,7 +248,7 @@ class ModbusIO:
         fn = getattr(self.client, name)
         try:
             rr = await fn(*args, **kwargs)
-        except ModbusIOException as exc:
+        except (ModbusIOException, ReplyTimeout) as exc:
             self.errors += 1
             self.timeouts += 1
             raise NoAnswer(f"{self.url}: {name} got no answer within {self.timeout_s * 1000:.0f} ms") from exc
@@ -252,7 +256,7 @@ class ModbusIO:
             self.errors += 1
             self.timeouts += 1
             raise NoAnswer(f"{self.url}: {name} timed out") from exc
-        except (ConnectionException, ModbusException, OSError) as exc:
+        except (ConnectionException, ModbusException, LinkClosed, OSError) as exc:
             self.errors += 1
             raise LinkDown(f"{self.url}: {exc}") from exc
         if not rr.isError() and name.startswith("read_"):

@@ -210,3 +210,23 @@ def test_nothing_listening_is_link_down(tmp_path, free_port):
     io = open_line_io(cfg, f"tcp://127.0.0.1:{free_port()}")
     assert run(io.connect(), 10) is False
     assert not io.connected
+
+
+def test_a_poll_reads_inputs_only_not_the_heartbeat_it_writes(line):
+    """The heartbeat register is ours to write; reading it back on every poll was one request in
+    three (issue 11). The device still sees each heartbeat written."""
+    cfg, physics, srv = line
+    assert cfg.plc.heartbeat is not None
+    io = open_line_io(cfg, f"tcp://127.0.0.1:{srv.port}")
+    hb = cfg.plc.heartbeat.signal
+    assert [b.table for b in io.modbus.blocks] == ["discrete_input", "input_register"]
+
+    async def go():
+        assert await io.connect()
+        values = await io.read_inputs()
+        assert hb not in values and cfg.line.induct.signal in values
+        await io.write_register(hb, 4321)
+        assert await io.read(hb) == 4321  # a read-back on demand still works
+        io.close()
+
+    run(go(), 30)

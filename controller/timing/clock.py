@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import time
 
 
@@ -19,6 +20,12 @@ class SystemClock:
     monotonic = staticmethod(time.monotonic)
     wall = staticmethod(time.time)
     sleep = staticmethod(asyncio.sleep)
+
+    @staticmethod
+    def wait_readable(conn, s: float) -> bool:
+        """Wait up to `s` for `conn` to have something to read, without an event-loop turn (see
+        TimingLoop._wait). Only the real clock has it; a virtual clock's sleep moves time instead."""
+        return bool(select.select((conn,), (), (), s)[0])
 
     @staticmethod
     def request_realtime() -> str:
