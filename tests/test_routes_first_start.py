@@ -108,6 +108,9 @@ def test_sorter_sim_on_an_empty_route_file_is_faulted_and_says_why(tmp_path):
         kids = descendants(proc.pid)
         reason = st["line"]["state_reason"]
         assert "no rules" in reason, st["line"]
+        # the API says the same: no table in force, and why (not ok: true with an empty table)
+        routes = _get(port, "/api/routes")
+        assert routes["ok"] is False and any("no rules" in p for p in routes["problems"]), routes
         # a person decides the empty table is right: forced in, the line is no longer faulted for it
         assert _post(port, "/api/routes/reload?force=true") == 200
         st = wait_for(lambda: (s := status(port)) and "no rules" not in ((s.get("line") or {}).get("state_reason")

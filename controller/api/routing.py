@@ -94,9 +94,17 @@ def router(svc) -> APIRouter | None:
             return {"enabled": False}
         return {"enabled": True, "url": cfg.routing.lookup.url.split("?")[0], **lk.stats()}
 
+    def no_table() -> str | None:
+        """Why the service has no table at all (its files refused at start, none kept), if so: then
+        this API must not build one of its own from the same refused files."""
+        return getattr(svc, "routing_error", None) if getattr(svc, "router", "absent") is None else None
+
     @r.get("/api/routes", summary="The route table: version, rules, default and intercept chutes")
     def get_routes() -> dict:
         from sorter.controller.routing.routes import RoutesError
+        why = no_table()
+        if why:
+            return {"ok": False, "problems": [why], "refused": [why], "version_in_force": in_force()}
         try:
             rt = in_force_router()
         except RoutesError as exc:
@@ -116,6 +124,9 @@ def router(svc) -> APIRouter | None:
         from sorter.controller.routing.manifest import ManifestRow, normalise_sort_code
         from sorter.controller.routing.routes import RoutesError
         from sorter.controller.routing.router import NO_ROUTE, RouteDecision
+        why = no_table()
+        if why:
+            raise HTTPException(409, {"problems": [why]})
         try:
             rt = get_router()
         except RoutesError as exc:

@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sorter.controller.config.load import ConfigError, load_config, read_yaml
+from sorter.controller.config.load import ConfigError, load_config, read_yaml_noting
 
 
 def _raw_routing_files(path: Path) -> list[str]:
     """Routing files a line file that did not validate names and that are not there."""
     try:
-        data, _ = read_yaml(path)
+        data, _, _ = read_yaml_noting(path)
     except ConfigError:
         return []
     routing = data.get("routing") if isinstance(data, dict) else None
@@ -39,7 +39,6 @@ def check_line_files(config: str | Path):
     controller loads them, and the route table's safety (no rules, no default)."""
     from sorter.controller.routing.router import load_routing_config
     from sorter.controller.routing.routes import RoutesError
-    from sorter.controller.routing.routes.safety import unsafe
     path = Path(config).resolve()
     try:
         cfg = load_config(path)
@@ -50,7 +49,21 @@ def check_line_files(config: str | Path):
         st = load_routing_config(cfg)
     except RoutesError as exc:
         return cfg, list(exc.problems) + cal
-    return cfg, unsafe(st.table) + cal
+    return cfg, route_refusals(cfg, st) + cal
+
+
+def route_refusals(cfg, st) -> list[str]:
+    """Why a reload would refuse the valid tables `st`: no rules, no default, or far fewer rules
+    than the table the line last ran with (kept in its data folder, last-good-routes/; the line
+    keeps a copy of each table it puts in force), as the running line would judge it."""
+    from sorter.controller.routing import last_good
+    from sorter.controller.routing.routes.safety import unsafe
+    kept = last_good.load_kept(cfg)
+    in_force = kept[0].table if kept is not None and kept[0].version != st.version else None
+    out = unsafe(st.table, in_force, getattr(cfg.routing, "reload_max_rule_drop", 0.5))
+    if in_force is not None and len(out) > len(unsafe(st.table)):
+        out[-1] += f" (the table in force: the last one the line ran with, version {kept[0].version})"
+    return out
 
 
 def calibration_problems(cfg, path: Path) -> list[str]:

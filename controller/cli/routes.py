@@ -29,11 +29,11 @@ def _state(cfg):
 
 
 def cmd_check(args) -> int:
-    from sorter.controller.routing.routes.safety import unsafe
+    from sorter.controller.cli.check import route_refusals
     cfg = load_or_exit(args.config)
     st = _state(cfg)
     t = st.table
-    refused = unsafe(t)
+    refused = route_refusals(cfg, st)
     if refused:
         # valid, but it would stop the line: a reload refuses it too
         sys.stderr.write("route table refused:\n" + "".join(f"  {p}\n" for p in refused))

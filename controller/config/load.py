@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from sorter.controller.config.line import Config, verify_line
 from sorter.controller.config.raw_refs import unknown_signals
-from sorter.controller.config.yaml12 import YamlProblem, load12
+from sorter.controller.config.yaml12 import YamlProblem, load12_noting
 
 
 EXAMPLE_CONFIG = "wenling-line1.yaml"
@@ -67,14 +67,24 @@ def read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     """Parse a YAML file as YAML 1.2 (controller/config/yaml12.py); a syntax error, a duplicate
     key, or a number YAML 1.1 would read otherwise becomes a ConfigError naming the line (and
     the key path)."""
+    data, root, ambiguous = read_yaml_noting(path)
+    if ambiguous:
+        raise ConfigError(path, ambiguous)
+    return data, root
+
+
+def read_yaml_noting(path: Path) -> tuple[Any, yaml.Node | None, list[str]]:
+    """read_yaml, with the numbers YAML 1.1 would read otherwise returned as problems beside the
+    data (read as YAML 1.2 reads them), so that they are reported with the file's other mistakes."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(path, [f"{path}: cannot read: {exc}"]) from exc
     try:
-        return load12(text)
+        data, root, ambiguous = load12_noting(text)
     except YamlProblem as exc:
         raise ConfigError(path, [_where(path, line, keys) + problem for line, keys, problem in exc.problems]) from None
+    return data, root, [_where(path, line, keys) + problem for line, keys, problem in ambiguous]
 
 
 def _where(path: Path, line: int | None, keys: tuple[Any, ...]) -> str:
@@ -87,15 +97,20 @@ def load_config(path: str | Path) -> Config:
     """Read, validate and resolve a line config. Relative paths of config files (routes, towns,
     carriers) become relative to the file, those of data (records, manifest, ...) to its data_dir."""
     path = Path(path).resolve()
-    data, root = read_yaml(path)
+    data, root, ambiguous = read_yaml_noting(path)
     if not isinstance(data, dict):
-        raise ConfigError(path, [f"{path}:1: the file must be a mapping with line:, io:, routing: ..."])
+        raise ConfigError(path, ambiguous or [f"{path}:1: the file must be a mapping with line:, io:, routing: ..."])
+    # a number YAML 1.1 reads otherwise is reported with every other mistake, in one pass; the
+    # model's own complaint about the same key (1_000 is text to YAML 1.2) would only repeat it
+    said = {p.split(": ", 2)[1] for p in ambiguous if p.count(": ") >= 2}
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
-        problems = []
+        problems = list(ambiguous)
         for err in exc.errors():
             loc = _path(err["loc"])
+            if ".".join(str(p) for p in loc) in said:
+                continue
             dotted = ".".join(str(p) for p in loc) or "(top)"
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
@@ -108,6 +123,11 @@ def load_config(path: str | Path) -> Config:
             if problem not in problems:
                 problems.append(problem)
         raise ConfigError(path, problems) from None
+    if ambiguous:
+        # the line's checks across keys (overlapping addresses ...) would judge numbers the file
+        # does not say clearly: only the names it refers to are checked with them
+        raise ConfigError(path, ambiguous + [f"{path}:{_line_of(root, loc)}: {'.'.join(str(p) for p in loc)}: {msg}"
+                                             for loc, msg in unknown_signals(data)])
     problems = verify_line(cfg)
     if problems:
         raise ConfigError(

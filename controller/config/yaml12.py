@@ -187,6 +187,16 @@ class YamlProblem(Exception):
 def load12(text: str, fast: bool = False) -> tuple[Any, yaml.Node | None]:
     """(data, root node) of a YAML text read as YAML 1.2; YamlProblem for a syntax error, a
     duplicate key, nesting too deep, or scalars YAML 1.1 would read as other numbers."""
+    data, root, ambiguous = load12_noting(text, fast)
+    if ambiguous:
+        raise YamlProblem(ambiguous)
+    return data, root
+
+
+def load12_noting(text: str, fast: bool = False) -> tuple[Any, yaml.Node | None, list]:
+    """load12, but the scalars YAML 1.1 would read as other numbers are returned beside the data
+    (read as YAML 1.2 reads them) instead of raised: a caller that validates the data can report
+    them with its other mistakes, in one pass. YamlProblem for everything else."""
     try:
         loader = (FastLoader12 if fast else Loader12)(text)
     except yaml.reader.ReaderError as exc:   # a control character: the reader checks the whole text first
@@ -203,18 +213,16 @@ def load12(text: str, fast: bool = False) -> tuple[Any, yaml.Node | None]:
             problem = getattr(exc, "problem", None) or str(exc)
             raise YamlProblem([(mark.line + 1 if mark else None, (), problem)]) from None
         bad = ambiguous_scalars(root)
-        if bad:
-            raise YamlProblem(bad)
         if root is None:
-            return None, None
+            return None, None, bad
         try:
             data = loader.construct_document(root)
         except RecursionError:
-            raise YamlProblem([(root.start_mark.line + 1, (), "nested too deeply")]) from None
+            raise YamlProblem(bad + [(root.start_mark.line + 1, (), "nested too deeply")]) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             problem = getattr(exc, "problem", None) or str(exc)
-            raise YamlProblem([(mark.line + 1 if mark else None, (), problem)]) from None
-        return data, root
+            raise YamlProblem(bad + [(mark.line + 1 if mark else None, (), problem)]) from None
+        return data, root, bad
     finally:
         loader.dispose()

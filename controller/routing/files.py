@@ -68,7 +68,11 @@ def parse_yaml(path: Path, raw: bytes) -> tuple[Any, yaml.Node | None]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise FileProblems([f"{path}:1: not UTF-8 text: {exc}"]) from exc
+        # the line of the byte, not of the file's start; the bytes themselves, not the codec's words
+        line = raw.count(b"\n", 0, exc.start) + 1
+        bad = raw[exc.start:exc.end].hex(" ")
+        raise FileProblems([f"{path}:{line}: not UTF-8 text: bytes {bad} do not decode (save the file as "
+                            f"UTF-8)"]) from exc
     try:
         return load12(text, fast=True)
     except YamlProblem as exc:

@@ -6,7 +6,9 @@ every known name in an address and takes the most specific: a village names its 
 name beats a shorter one inside it (城南镇 over 城南); names of two different towns with nothing
 to choose between them, or a village that exists in two towns, are ambiguous. Ambiguous or
 unknown -> (None, reason): the parcel is `no_route` and the record says why; so is an address whose
-town and village disagree (a typo, or a person's name that contains a town's name).
+town and village disagree (a typo, or a person's name that contains a town's name), and one whose
+only town is in the name written beside its phone number (王大溪 13912345678). A reason names the
+gazetteer's words only, never the address's others: it is kept in records any reader may see.
 """
 
 from __future__ import annotations
@@ -73,6 +75,23 @@ class Gazetteer:
     def _resolve(self, address: str) -> tuple[str | None, str]:
         if self._rx is None:
             return None, "no towns known (no gazetteer)"
+        town, how = self._resolve_text(address)
+        if town is None:
+            return town, how
+        rest = without_contact(address, lambda w: w in self._canon or w in self._village)
+        if rest is None:
+            return town, how
+        alone, _ = self._resolve_text(rest)
+        if alone == town:
+            return town, how
+        # only the words beside the phone number (a recipient 王大溪 or 张泽国) named the town: the
+        # reason names the town, never the words (they are personal data, and records are open)
+        if alone is None:
+            return None, (f"no known town or village in the address; only the name beside its phone "
+                          f"number names {town} (taken as the recipient's, not the destination)")
+        return None, f"the address names {alone}, the name beside its phone number {town}"
+
+    def _resolve_text(self, address: str) -> tuple[str | None, str]:
         text = "".join(address.split())
         towns_named: dict[str, str] = {}     # town -> the name that named it
         village_towns: dict[str, list[str]] = {}
@@ -117,6 +136,49 @@ class Gazetteer:
         if towns_named:
             return None, f"ambiguous address: it names {' and '.join(towns_named)}"
         return None, "no known town or village in the address"
+
+
+# A phone number (a mobile, or a landline with its area code) and what people write beside it: a
+# recipient's name (2-4 characters), or a label (收件人, 电话 ...). An address is written first, so
+# these words are contact details, not places; a word that looks like a place is kept.
+_PHONE = re.compile(r"(?:\+?86-?)?1[3-9][0-9](?:-?[0-9]{4}){2}|0[0-9]{2,3}-?[0-9]{7,8}")
+_SEPARATORS = re.compile(r"[\s,，;；:：()（）/、]+")
+_NAME = re.compile(r"[\u3400-\u9fff·]{2,4}")
+_LABELS = frozenset({"收件人", "收货人", "联系人", "电话", "手机", "联系电话", "tel", "TEL", "Tel"})
+_PLACE_ENDS = ("镇", "乡", "街道", "村", "社区", "居委会", "路", "街", "巷", "弄", "号", "市", "区", "县", "省", "室",
+               "幢", "栋", "楼", "单元", "大厦", "小区", "苑", "园", "公司", "厂", "店", "站")
+_BESIDE = 3   # contact words looked for on each side of a phone number
+
+
+def without_contact(address: str, is_place=lambda _w: False) -> str | None:
+    """The address without the phone number(s) in it and the names or labels written beside each;
+    None when it has no phone number (nothing to take away). is_place(word): a word the gazetteer
+    knows whole (大溪), kept."""
+    if not _PHONE.search(address):
+        return None
+
+    def contact(word: str) -> bool:
+        return word in _LABELS or (_NAME.fullmatch(word) is not None and not word.endswith(_PLACE_ENDS)
+                                   and not is_place(word))
+
+    words = [w for w in _SEPARATORS.split(address) if w]
+    drop = set()
+    for i, w in enumerate(words):
+        m = _PHONE.search(w)
+        if m is None:
+            continue
+        # 温岭市泽国镇横径村12号13800000000, 13800000000泽国镇横径村: the address glued to it stays
+        kept = [part for part in (w[:m.start()], w[m.end():]) if part and not contact(part)]
+        if kept:
+            words[i] = " ".join(kept)
+        else:
+            drop.add(i)
+        for step in (-1, 1):
+            j = i + step
+            while 0 <= j < len(words) and abs(j - i) <= _BESIDE and contact(words[j]):
+                drop.add(j)
+                j += step
+    return " ".join(w for i, w in enumerate(words) if i not in drop)
 
 
 def load_gazetteer(path: str | Path) -> Gazetteer:

@@ -303,8 +303,10 @@ class Router:
         if town is None and row.address:
             town, how = gaz.resolve(row.address)
             if town is None and not row.sort_code:
+                # the reason goes into the parcel's record, which any reader of the page sees: it
+                # names the gazetteer's words only, never the address (a name, a phone number)
                 return RouteDecision(NO_ROUTE, None, waybill, carrier, None,
-                                     f"address {row.address!r}: {how}", version)
+                                     f"address does not resolve: {how}", version)
         segs = parse_sort_code(row.sort_code) if row.sort_code else None
         sort_code = "-".join(segs) if segs else None
         dest = town or sort_code

@@ -99,7 +99,13 @@ def guess_encoding(sample: bytes) -> str:
     # a cut through the last character of the sample is no evidence
     tail = len(LONE_SURROGATE.findall(text[-3:]))
     good = len(_NON_ASCII.findall(text))
-    return "utf-8" if bad - tail == 0 or good >= 4 * (bad - tail) else "gb18030"
+    if bad - tail == 0 or good >= 4 * (bad - tail):
+        return "utf-8"
+    # a short file gives the ratio little to go on (a header and a row, one byte cut): GB18030 only
+    # when it reads the sample with fewer bytes that do not decode than UTF-8 does
+    gb = sample.decode("gb18030", "surrogateescape")
+    gb_bad = len(LONE_SURROGATE.findall(gb)) - len(LONE_SURROGATE.findall(gb[-2:]))
+    return "gb18030" if gb_bad < bad - tail else "utf-8"
 
 
 _NON_ASCII = re.compile("[^\x00-\x7f\udc80-\udcff]")
@@ -176,7 +182,9 @@ def _csv_rows(reader, report: ImportReport, flush, pos, size, progress, f=None) 
             continue  # blank lines before the header
         header = _header_map(row)
         if "waybill" not in header or not ({"town", "sort_code", "address"} & set(header)):
-            shown = ", ".join(repr(_clip(c)) for c in row[:12]) + (", ..." if len(row) > 12 else "")
+            shown = ", ".join(_quoted(c) for c in row[:12]) + (", ..." if len(row) > 12 else "")
+            if any(LONE_SURROGATE.search(c) for c in row):
+                shown += f" (\\x.. are bytes that do not decode as {report.encoding or 'its encoding'})"
             report.error = (f"line {reader.line_num}: header must name a waybill column (waybill/运单号) and a "
                             f"town (town/目的地/乡镇), sort code (sort_code/三段码) or address (address/地址) "
                             f"column, got {shown}")
@@ -607,3 +615,12 @@ def _clip(text: str, limit: int = 60) -> str:
     """A client's text as a message may quote it: short, and printable."""
     t = text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
     return t.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _quoted(text: str) -> str:
+    """A header cell as a message quotes it: a byte that did not decode (kept by surrogateescape)
+    shown as the byte it was, \\xff, not as \\udcff."""
+    return _ESCAPED_BYTE.sub(r"\\x\1", repr(text[:60])) + ("..." if len(text) > 60 else "")
+
+
+_ESCAPED_BYTE = re.compile(r"\\udc([89a-f][0-9a-f])")
