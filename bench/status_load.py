@@ -82,6 +82,8 @@ def api_only(args) -> None:
     # the endpoint before issue 13, in the same app stack (middlewares, guard) as the one now
     old = create_app(lambda: state["snap"], None)
     old.router.routes[:] = [r for r in old.router.routes if getattr(r, "path", "") != "/api/status"]
+    # and without the fast path in front of the route (api/status_fast.py), which would answer first
+    old.user_middleware = [m for m in old.user_middleware if m.cls.__name__ != "StatusFastPath"]
 
     @old.get("/api/status")
     def old_status() -> JSONResponse:
@@ -124,6 +126,35 @@ def api_only(args) -> None:
     print("\nCPU per request is the figure that does not depend on what else the machine runs; the latencies do.")
 
 
+def cpu_s() -> float:
+    """CPU seconds of this process so far: the service (API, supervisor, record writer) runs in it;
+    the simulated line, the timing process and the camera workers are processes of their own."""
+    t = os.times()
+    return t.user + t.system
+
+
+def force_stack(loop: str, http: str) -> None:
+    """Every uvicorn.Config made in this process (the service's ApiServer) with this loop and parser."""
+    import uvicorn
+
+    init = uvicorn.Config.__init__
+
+    def forced(self, *a, **kw):
+        kw.update(loop=loop, http=http)
+        init(self, *a, **kw)
+
+    uvicorn.Config.__init__ = forced
+
+
+def stack_name() -> str:
+    try:
+        import httptools  # noqa: F401
+        import uvloop  # noqa: F401
+        return "uvloop + httptools"
+    except ImportError:
+        return "asyncio + h11"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rate-pph", type=float, default=10_000, help="parcels per hour on the simulated line")
@@ -132,7 +163,13 @@ def main() -> None:
     ap.add_argument("--sse", type=int, default=50, help="SSE clients on /api/events during the load")
     ap.add_argument("--sequential", type=int, default=200, help="requests one at a time (the baseline)")
     ap.add_argument("--api-only", action="store_true", help="the API alone: the old handler beside the new one")
+    ap.add_argument("--stack", choices=("auto", "asyncio-h11"), default="auto",
+                    help="uvicorn's loop and HTTP parser: 'auto' (uvloop + httptools when installed, as the "
+                         "service runs) or 'asyncio-h11' (pure Python, as before issue 13), for a before/after "
+                         "in one session")
     args = ap.parse_args()
+    if args.stack != "auto":
+        force_stack("asyncio", "h11")
     if args.api_only:
         api_only(args)
         return
@@ -142,6 +179,7 @@ def main() -> None:
     from sorter.controller.routing.manifest import Manifest
     from tests.conftest import write_line_config
 
+    load_before = os.getloadavg()[0]  # what else the machine was running when this began
     parcels = int(args.rate_pph * (3 * args.span_s + 120) / 3600) + 50
     with tempfile.TemporaryDirectory() as tmp:
         path = write_line_config(Path(tmp), overrides={"sim.rate_pph": args.rate_pph})
@@ -153,11 +191,12 @@ def main() -> None:
             base = f"http://127.0.0.1:{h.app.api.port}"
             time.sleep(10)  # the first parcels reach the diverters
             spans: dict[str, tuple[float, float]] = {}
-            t0 = time.monotonic()
+            t0, c0 = time.monotonic(), cpu_s()
             time.sleep(args.span_s)
             spans["quiet (before)"] = (t0, time.monotonic())
+            quiet_cpu = (cpu_s() - c0) / (time.monotonic() - t0)
             seq = asyncio.run(sequential(base + "/api/status", args.sequential))
-            t1 = time.monotonic()
+            t1, c1 = time.monotonic(), cpu_s()
             proc = subprocess.run(
                 [sys.executable, str(ROOT / "bench" / "load_client.py"), base + "/api/status", "--rate",
                  str(args.rate), "--seconds", str(args.span_s), "--sse", base + "/api/events",
@@ -165,6 +204,7 @@ def main() -> None:
                 capture_output=True, text=True, timeout=args.span_s * 20 + 120)
             spans["200 req/s + SSE (loaded)" if args.rate == 200 else f"{args.rate:g} req/s + SSE (loaded)"] = \
                 (t1, time.monotonic())
+            loaded_cpu = (cpu_s() - c1) / (time.monotonic() - t1)
             if proc.returncode != 0:
                 raise SystemExit(f"load client failed: {proc.stderr[-2000:]}")
             load = json.loads(proc.stdout)
@@ -179,7 +219,8 @@ def main() -> None:
     lat = lo["latencies_ms"]
     load_s = args.span_s
     table(f"GET /api/status ({lo['bytes'] / 1024:.1f} KB) while the simulated line runs at {args.rate_pph:,.0f} "
-          f"parcels/h ({os.cpu_count()} cores; target p99 <= {TARGET_P99_MS:g} ms under load)",
+          f"parcels/h ({os.cpu_count()} cores, load average {load_before:.1f} before the run; uvicorn on "
+          f"{'asyncio + h11' if args.stack != 'auto' else stack_name()}; target p99 <= {TARGET_P99_MS:g} ms under load)",
           ["load", "requests", "answered/s", "errors", "p50 ms", "p99 ms", "max ms"],
           [["one at a time (baseline)", len(seq), "-", 0, fmt(pct(seq, 50)), fmt(pct(seq, 99)), fmt(max(seq))],
            [f"{args.rate:g}/s offered + {args.sse} SSE clients", lo["sent"], f"{lo['answered_per_s']:.1f}",
@@ -190,7 +231,10 @@ def main() -> None:
             f"{sse['events'] / max(1, sse['connected']) / (load_s + 1):.2f}", sse["heartbeats"]]])
     table("Fire timing error, ms (the simulated device's truth), by span of the same run",
           ["span", "fires", "p50", "p90", "p99", "max |err|"], fire_rows(truth, spans))
-    print(f"\ninducted {truth['inducted']}, wrong chute {truth['wrong_chute']}")
+    print(f"\nservice process CPU: {1000 * quiet_cpu:.0f} ms/s quiet, {1000 * loaded_cpu:.0f} ms/s loaded; "
+          f"the load's cost {1000 * (loaded_cpu - quiet_cpu) / max(1e-9, lo['answered_per_s']):.2f} ms of CPU per status request answered "
+          f"(SSE included): the figure that depends least on what else the machine runs")
+    print(f"inducted {truth['inducted']}, wrong chute {truth['wrong_chute']}")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,9 @@ from sorter.controller.api.keying import router as keying_router
 from sorter.controller.api import docs as api_docs, events as api_events, export as api_export, totals as api_totals
 from sorter.controller.api.metrics import StatusCollector
 from sorter.controller.api.page_gate import PageGate
+from sorter.controller.api.status_fast import StatusFastPath
 from sorter.controller.api.models import Chute, ParcelRecord, Stats, Status
+from sorter.controller.service.alarm_book import code_of
 from sorter.controller.service.status_cache import PulledStatus
 from sorter.controller.api.search import router as search_router
 from sorter.controller.config.auth import AuthConfig
@@ -170,6 +172,8 @@ def create_app(
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StatusCollector(snapshot, extra=[_site_metrics]))
 
+    # the status snapshot's bytes without FastAPI's routing (api/status_fast.py), inside the gate
+    app.add_middleware(StatusFastPath, source=source)
     # the read gate and the headers (controller/api/page_gate.py)
     app.add_middleware(PageGate, pages=frozenset(PAGES), before_login=BEFORE_LOGIN, csp=PAGE_CSP, may_read=may_read)
 
@@ -359,12 +363,18 @@ def create_app(
             raise HTTPException(404, f"no upload target {target!r}" if target else "no uploads configured")
         return {"ok": True, "target": target, "resent": n}
 
-    @app.get("/api/alarms/history", summary="Alarms from raised to cleared, newest first")
+    @app.get("/api/alarms/history", summary="Alarms from raised to cleared, newest first",
+             description="Each row as an active alarm is: `code` and `params` for the title, `detail` (the "
+                         "key of its words, with `params`) for the page's language, `text` in English. A row "
+                         "kept before the detail was stored has `detail` null: its text is all there is.")
     def get_alarm_history(limit: int = Query(50, ge=1, le=1000)) -> JSONResponse:
         try:
-            return JSONResponse(_json_safe(store.alarm_history(limit)))
+            rows = store.alarm_history(limit)
         except Exception as exc:  # noqa: BLE001
             raise HTTPException(503, f"record database unavailable: {exc}") from exc
+        for r in rows:  # an older row has no params: the code's own (the camera) are in its id
+            r["params"] = {**code_of(str(r.get("alarm_id") or ""))[1], **(r.get("params") or {})}
+        return JSONResponse(_json_safe(rows))
 
     def audit_action(request: Request, who: Principal, action: str, target: str | None, result: str,
                      detail: str = "") -> None:

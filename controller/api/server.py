@@ -31,6 +31,10 @@ class ApiServer:
                          published=getattr(svc, "published", None), body_limits=body_limits(svc.cfg.api.body_limits))
         self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                                     access_log=False, lifespan="off",
+                                                    # uvloop and httptools (dependencies) when installed,
+                                                    # else asyncio and h11: the loop is this thread's
+                                                    # own, the process's other loops stay asyncio's
+                                                    loop="auto", http="auto",
                                                     # event streams never end by themselves: a stop
                                                     # waits this long for them, then cuts them
                                                     timeout_graceful_shutdown=2))

@@ -1,4 +1,4 @@
-"""The audit of control actions and the alarm history, in the record database (schema version 5).
+"""The audit of control actions and the alarm history, in the record database (schema version 5; the alarms' detail keys since 8).
 
 Both are written by the service process's API and supervisor threads through the RecordStore's
 connection: a few rows a minute, each its own small transaction (fsynced like the records: an audit
@@ -7,6 +7,7 @@ line a power cut could lose would not be much of an audit).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -55,13 +56,31 @@ def recent_audit(conn: sqlite3.Connection, lock: threading.Lock, limit: int = 20
 
 # ---------------------------------------------------------------------------------- alarm history
 ALARM_COLS = ("alarm_id", "code", "severity", "text", "first_wall", "last_wall", "count", "cleared_wall",
-              "acked_by", "acked_wall", "shelved_by", "shelved_until")
+              "acked_by", "acked_wall", "shelved_by", "shelved_until", "detail", "params")
+_TEXT_COLS = ("alarm_id", "code", "severity", "text", "acked_by", "shelved_by", "detail")
+
+
+def _params_text(params: Any) -> str | None:
+    """The parameters as a JSON object of strings, each cut; None when there are none."""
+    if not isinstance(params, dict) or not params:
+        return None
+    return json.dumps({str(k)[:100]: _cut(v) for k, v in params.items()}, ensure_ascii=False)
+
+
+def _params_of(text: str | None) -> dict[str, str]:
+    if not text:
+        return {}
+    try:
+        d = json.loads(text)
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in d.items()} if isinstance(d, dict) else {}
 
 
 def save_alarm(conn: sqlite3.Connection, lock: threading.Lock, row_id: int | None, a: dict[str, Any]) -> int:
     """Insert (row_id None) or update one alarm's history row; returns its id."""
-    vals = [_cut(a.get(c)) if c in ("alarm_id", "code", "severity", "text", "acked_by", "shelved_by")
-            else a.get(c) for c in ALARM_COLS]
+    vals = [_cut(a.get(c)) if c in _TEXT_COLS else _params_text(a.get(c)) if c == "params" else a.get(c)
+            for c in ALARM_COLS]
     with lock:
         if row_id is None:
             cur = conn.execute(f"INSERT INTO alarm_history ({', '.join(ALARM_COLS)}) "
@@ -73,8 +92,13 @@ def save_alarm(conn: sqlite3.Connection, lock: threading.Lock, row_id: int | Non
 
 
 def alarm_history(conn: sqlite3.Connection, lock: threading.Lock, limit: int = 50) -> list[dict[str, Any]]:
+    """Newest first; `params` as a dict ({} for a row kept before version 8, `detail` None: its
+    English text is all there is)."""
     with lock:
         cur = conn.execute(f"SELECT id, {', '.join(ALARM_COLS)} FROM alarm_history ORDER BY id DESC LIMIT ?",
                            (max(1, min(int(limit), 1000)),))
         cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, row)) for row in cur.fetchall()]
+        rows = [dict(zip(cols, row)) for row in cur.fetchall()]
+    for r in rows:
+        r["params"] = _params_of(r["params"])
+    return rows

@@ -27,10 +27,11 @@ OUTCOMES = (
     "fault",
 )
 
-SCHEMA_VERSION = 7  # 3: the parcel journal; 4: the upload outbox and the forwarders' cursors;
+SCHEMA_VERSION = 8  # 3: the parcel journal; 4: the upload outbox and the forwarders' cursors;
 #                    5: keying by hand (keyed_* columns), the audit of control actions, the alarm history;
 #                    6: the line's marks for its next start (line_marks); 7: when the diverter fired
-#                    and the confirm eye saw the parcel (fired_wall, confirmed_wall)
+#                    and the confirm eye saw the parcel (fired_wall, confirmed_wall); 8: an alarm's
+#                    detail key and parameters in its history (the page says it in its language)
 # a parcel keyed by hand on the page or at the manual-sort station: what was keyed, where it routes,
 # who and when. Not record fields (the timing process never writes them); the outcome stays the
 # original one, so the line's read rate is not flattered by the keying
@@ -49,6 +50,9 @@ KEYED_NAMES = tuple(name for name, _ in KEYED_FIELDS)
 # columns added after version 1 (added to an older file on open)
 _ADDED = {2: (("rule", "TEXT"), ("sort_code", "TEXT")), 5: KEYED_FIELDS,
           7: (("fired_wall", "REAL"), ("confirmed_wall", "REAL"))}
+
+# columns added to alarm_history after version 5, which created it
+_ALARM_ADDED = {8: (("detail", "TEXT"), ("params", "TEXT"))}
 
 # record key -> SQL column type; the order is the CSV export order too
 FIELDS: tuple[tuple[str, str], ...] = (
@@ -158,7 +162,9 @@ CREATE TABLE IF NOT EXISTS alarm_history (
     acked_by TEXT,
     acked_wall REAL,
     shelved_by TEXT,
-    shelved_until REAL
+    shelved_until REAL,
+    detail TEXT,   -- the text's key (i18n.js alarmtext.*), NULL: only the English text
+    params TEXT    -- JSON object: the key's parameters and the code's (the camera)
 );
 CREATE INDEX IF NOT EXISTS alarm_history_first ON alarm_history (first_wall);
 CREATE INDEX IF NOT EXISTS parcels_keyed_waybill ON parcels (keyed_waybill);
@@ -197,6 +203,12 @@ def connect(path: str | os.PathLike[str], *, timeout_s: float = 10.0) -> sqlite3
         for stmt in _SCHEMA.split(";"):
             if stmt.strip():
                 conn.execute(stmt)
+        # after the DDL: a file older than version 5 has just had alarm_history created whole
+        have = {row[1] for row in conn.execute("PRAGMA table_info(alarm_history)")}
+        for v in range(version + 1, SCHEMA_VERSION + 1):
+            for name, typ in _ALARM_ADDED.get(v, ()):
+                if name not in have:
+                    conn.execute(f"ALTER TABLE alarm_history ADD COLUMN {name} {typ}")
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         conn.execute("COMMIT")
     return conn

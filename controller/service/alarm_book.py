@@ -125,7 +125,8 @@ class AlarmBook:
     def _persist(self, life: AlarmLife) -> None:
         if not life.dirty or self.save is None:
             return
-        row = {k: v for k, v in asdict(life).items() if k not in ("row_id", "dirty", "params", "detail")}
+        # the detail key and its parameters too: the history is said in the page's language as well
+        row = {k: v for k, v in asdict(life).items() if k not in ("row_id", "dirty")}
         try:
             life.row_id = self.save(life.row_id, row)
             life.dirty = False

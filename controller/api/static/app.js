@@ -107,8 +107,9 @@
     }));
   }
 
-  // an alarm's words: the code in the page's language (with its parameters), the server's detail
-  function alarmItem(a, shelved) {
+  // an alarm's words: the code in the page's language (with its parameters), the server's detail.
+  // `history`: a row of /api/alarms/history (the same words, when it cleared, nothing to press)
+  function alarmItem(a, shelved, history) {
     const sev = safeClass(a.severity, ["critical", "warning"]);
     const li = el("li", "alarm sev-" + sev + (a.acked_by ? " acked" : ""));
     li.dataset.alarm = String(a.id);
@@ -126,8 +127,10 @@
     const meta = [T("count") + " " + num(a.count || 1), T("last") + " " + clock(a.last_wall)];
     if (a.acked_by) meta.push(T("acked_by") + " " + a.acked_by + " " + clock(a.acked_wall));
     if (shelved && a.shelved_until) meta.push(T("alarms.shelved") + " → " + clock(a.shelved_until) + " · " + (a.shelved_by || ""));
+    if (history && a.cleared_wall) meta.push(T("cleared") + " " + S.dateTime(a.cleared_wall));
     body.appendChild(el("div", "a-meta", meta.join(" · ")));
     li.appendChild(body);
+    if (history) return li;
     const tools = el("div", "a-tools");
     if (!a.acked_by) {
       const b = el("button", "needs-supervisor ack-btn", T("ack"));
@@ -454,6 +457,15 @@
     }
   }
 
+  // ------------------------------------------------------------------ alarm history (last 20, when opened)
+  async function pollAlarmHistory() {
+    if (!$("history-box").open) return;
+    let rows;
+    try { rows = await S.getJson("/api/alarms/history?limit=20", TIMEOUT_MS); } catch (e) { return; }
+    if (!rows.length) $("alarm-history").replaceChildren(el("li", "none", T("none.alarm_history")));
+    else $("alarm-history").replaceChildren(...rows.map((a) => alarmItem(a, false, true)));
+  }
+
   // ------------------------------------------------------------------ audit (last 20)
   async function pollAudit() {
     let rows;
@@ -512,6 +524,7 @@
     slowTick += 1;
     pollReview();
     pollAudit();
+    pollAlarmHistory();
     if (slowTick % 6 === 0) S.loadMe().then(S.renderUser);
     setTimeout(slow, 5000);
   }
@@ -531,6 +544,7 @@
       act("/api/line/test-mode?" + q, mode === "off" ? null : T("confirm.test", { mode: mode + (mode === "fixed" ? " " + chute : "") }));
     });
     $("search-form").addEventListener("submit", search);
+    $("history-box").addEventListener("toggle", pollAlarmHistory);
     document.addEventListener("click", () => {
       if (!audio && window.AudioContext) { try { audio = new window.AudioContext(); } catch (e) { audio = null; } }
     }, { once: true });
