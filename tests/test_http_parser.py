@@ -57,5 +57,10 @@ def test_hostile_framing_is_refused_and_the_connection_closed():
         # a version that is not HTTP/1.x is not served as if it were
         out, closed = raw(srv.url, b"GET /api/status HTTP/9.9\r\nHost: x\r\n\r\n")
         assert out.startswith(b"HTTP/1.1 400") and closed
+        # HTTP/1.1 without a Host header (RFC 9112 3.2: 400); HTTP/1.0 needs none
+        out, _ = raw(srv.url, b"GET /api/chutes HTTP/1.1\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 400") and b"Host" in out
+        out, _ = raw(srv.url, b"GET /api/chutes HTTP/1.0\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 200")
     finally:
         srv.stop()

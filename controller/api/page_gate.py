@@ -2,6 +2,7 @@
 
 - The read gate: with `auth.read: login`, nothing is shown or answered before a login (or a bearer
   token): a page redirects to the login, an API read answers 401.
+- A request HTTP/1.1 says must carry a Host header and does not: 400.
 - The headers: `nosniff` on every answer; the pages and their assets get the strict CSP, no
   referrer and `no-cache`; the API gets `no-store`.
 
@@ -29,6 +30,11 @@ class PageGate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if scope.get("http_version") == "1.1" and not any(k == b"host" for k, _ in scope["headers"]):
+            # RFC 9112 3.2: h11 refused this itself; httptools (the service's parser) lets it through
+            await JSONResponse({"detail": "an HTTP/1.1 request needs a Host header"}, status_code=400)(
+                scope, receive, send)
             return
         path = scope["path"]
         page = path in self.pages or path.startswith("/static/")
