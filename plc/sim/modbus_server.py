@@ -123,6 +123,10 @@ class SimIOModule:
             post = getattr(self.physics, "post_estop", None)
             if post is not None:
                 post(not self.forced.get(name, 1), self.clock())
+        elif name in self.full_of:
+            force_full = getattr(self.physics, "force_full", None)
+            if force_full is not None:
+                force_full(self.full_of[name], bool(self.forced.get(name)), self.clock())
 
     def write_coil(self, name: str, state: bool, t: float) -> None:
         """A coil write as the device takes it at t: a diverter output goes to the physics
@@ -247,6 +251,13 @@ class _Forced(dict):
     def __delitem__(self, name):
         super().__delitem__(name)
         self._changed(name)
+
+    def pop(self, name, *default):  # dict.pop does not go through __delitem__
+        had = name in self
+        value = super().pop(name, *default)
+        if had:
+            self._changed(name)
+        return value
 
     def pop(self, name, *default):
         had = name in self

@@ -73,6 +73,9 @@ class ChuteState:
     count: int = 0
     full_since: float | None = None
     full_spans: list[tuple[float, float]] = field(default_factory=list)
+    # a test forced the full input on (a chute-full storm): full as far as the controller can know
+    forced_since: float | None = None
+    forced_spans: list[tuple[float, float]] = field(default_factory=list)
     confirms: deque = field(default_factory=deque)  # (start, end) intervals the confirm PE is blocked
 
 
@@ -421,6 +424,18 @@ class LinePhysics:
         return (self.encoder_start + int(self.belt.run_s(t) * self.v * self.ppmm)) % ENCODER_MOD
 
     def full_between(self, chute_id: str, t_a: float, t_b: float) -> bool:
+        """The chute was full (or its full input forced on) at some moment from t_a to t_b."""
         ch = self.chutes[chute_id]
         spans = list(ch.full_spans) + ([(ch.full_since, float("inf"))] if ch.full_since is not None else [])
+        spans += ch.forced_spans + ([(ch.forced_since, float("inf"))] if ch.forced_since is not None else [])
         return any(a <= t_b and b >= t_a for a, b in spans)
+
+    def force_full(self, chute_id: str, on: bool, t: float) -> None:
+        """A test forced the chute's full input on (or let it go): the controller rightly sends the
+        chute's parcels elsewhere meanwhile, so the truth counts the chute full too."""
+        ch = self.chutes[chute_id]
+        if on and ch.forced_since is None:
+            ch.forced_since = t
+        elif not on and ch.forced_since is not None:
+            ch.forced_spans.append((ch.forced_since, t))
+            ch.forced_since = None
