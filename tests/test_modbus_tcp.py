@@ -23,6 +23,13 @@ def mtk_server(free_port):
     port = free_port()
     server = mtk_tcp.TcpServer(port=port, address="127.0.0.1")
     server.start()
+    # modbus-tk binds and listens on its own thread: wait until it does
+    for _ in range(500):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            threading.Event().wait(0.02)
     slave = server.add_slave(3)
     slave.add_block("coils", mtk_defines.COILS, 0, 40)
     slave.add_block("inputs", mtk_defines.DISCRETE_INPUTS, 0, 40)
