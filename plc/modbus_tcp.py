@@ -22,7 +22,6 @@ import struct
 import time
 
 _MBAP = struct.Struct(">HHHB")  # transaction id, protocol id (0), length, unit
-READ_FCS = {"read_coils": 1, "read_discrete_inputs": 2, "read_holding_registers": 3, "read_input_registers": 4}
 
 
 class Reply:
@@ -154,9 +153,6 @@ class ModbusTcpClient:
             buf += data
 
     # ------------------------------------------------------------------ the calls ModbusIO makes
-    async def read(self, name: str, address: int, count: int = 1, device_id: int = 1) -> Reply:
-        return self._request(device_id, READ_FCS[name], struct.pack(">HH", address, count), count)
-
     async def read_coils(self, address: int, count: int = 1, device_id: int = 1) -> Reply:
         return self._request(device_id, 1, struct.pack(">HH", address, count), count)
 
