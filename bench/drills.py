@@ -25,7 +25,9 @@ import random
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +37,7 @@ from bench.tables import pct, table  # noqa: E402
 from bench.timing import cpu_s, processes  # noqa: E402
 
 
-def harness(tmp: Path, parcels: int, rate_pph: float, seed: int, **overrides):
+def harness(tmp: Path, parcels: int, rate_pph: float, seed: int, api=None, **overrides):
     from sorter.controller.config.load import load_config
     from sorter.controller.harness import SimHarness
     from sorter.controller.routing.manifest import Manifest
@@ -43,7 +45,47 @@ def harness(tmp: Path, parcels: int, rate_pph: float, seed: int, **overrides):
 
     cfg = load_config(write_line_config(tmp, overrides={"sim.rate_pph": rate_pph, **overrides}))
     Manifest(cfg.routing.manifest).close()
-    return cfg, SimHarness(cfg, parcels=parcels, seed=seed)
+    return cfg, SimHarness(cfg, parcels=parcels, seed=seed, api=api)
+
+
+class WallScreen:
+    """What a line has open for months: the status page polling `/api/status` once a second and one
+    event stream, so the soak runs the API's long-lived paths too."""
+
+    def __init__(self, base: str):
+        self.base, self.stop = base, threading.Event()
+        self.polls = self.poll_errors = self.events = self.sse_errors = self.largest = 0
+        self.threads = [threading.Thread(target=f, daemon=True) for f in (self._poll, self._sse)]
+        for t in self.threads:
+            t.start()
+
+    def _poll(self) -> None:
+        while not self.stop.wait(1.0):
+            try:
+                with urllib.request.urlopen(self.base + "/api/status", timeout=10) as r:
+                    self.largest = max(self.largest, len(r.read()))
+                self.polls += 1
+            except OSError:
+                self.poll_errors += 1
+
+    def _sse(self) -> None:
+        while not self.stop.is_set():
+            try:
+                with urllib.request.urlopen(self.base + "/api/events", timeout=30) as r:
+                    for line in r:
+                        if self.stop.is_set():
+                            return
+                        if line.startswith(b"data:"):
+                            self.events += 1
+            except OSError:
+                if not self.stop.is_set():
+                    self.sse_errors += 1
+                    self.stop.wait(1.0)
+
+    def close(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(35)
 
 
 def wait(pred, timeout: float) -> bool:
@@ -154,19 +196,28 @@ def proc_stats(pid: int) -> tuple[float, int]:
 def soak(tmp: Path, minutes: float) -> None:
     rate = 10_000
     parcels = int(rate * minutes / 60) + 100
-    cfg, h = harness(tmp, parcels, rate, seed=41)
+    cfg, h = harness(tmp, parcels, rate, seed=41, api=("127.0.0.1", 0))
     db = Path(cfg.records.database)
     samples = []
+    page = None
     try:
         h.start()
+        page = WallScreen(f"http://127.0.0.1:{h.app.api.port}")
         procs = processes(h)
         wait(lambda: len(h.records) >= 50, 120)
         t0, c0 = time.monotonic(), {k: cpu_s(p) for k, p in procs.items()}
         samples.append(("start", {k: proc_stats(p) for k, p in procs.items()}, db.stat().st_size))
         end = t0 + minutes * 60
+        # A row every twelfth of the run, so a leak shows as a slope rather than two points.
+        every, next_sample = max(60.0, minutes * 5), t0 + max(60.0, minutes * 5)
         while time.monotonic() < end:
             time.sleep(min(60.0, max(0.0, end - time.monotonic())))
-            print(f"[soak] {(time.monotonic() - t0) / 60:.0f} min: {len(h.records)} records", flush=True)
+            now = time.monotonic()
+            print(f"[soak] {(now - t0) / 60:.0f} min: {len(h.records)} records", flush=True)
+            if next_sample <= now < end - 30:
+                samples.append((f"{(now - t0) / 60:.0f} min", {k: proc_stats(p) for k, p in procs.items()},
+                                db.stat().st_size))
+                next_sample += every
         wall = time.monotonic() - t0
         c1 = {k: cpu_s(p) for k, p in procs.items()}
         samples.append(("end", {k: proc_stats(p) for k, p in procs.items()}, db.stat().st_size))
@@ -175,6 +226,8 @@ def soak(tmp: Path, minutes: float) -> None:
         t = tally(cfg, h, truth)
         same = all(procs[k] == p for k, p in processes(h).items() if k in procs)
     finally:
+        if page:
+            page.close()
         h.stop()
     names = list(procs)
     table(f"Soak: {minutes:.0f} min at {rate:,} parcels/h (RSS MB / open files per process; database MB)",
@@ -188,13 +241,15 @@ def soak(tmp: Path, minutes: float) -> None:
           [[t["inducted"], t["records"], t["duplicates"], t["lost"], t["wrong_chute"],
             " / ".join(f"{fe.get(k, float('nan')):.3f}" for k in ("p50", "p99", "p999")), same]])
     print(f"outcomes: {t['outcomes']}")
+    print(f"status page: {page.polls} polls of /api/status, {page.poll_errors} failed; "
+          f"{page.events} SSE events, {page.sse_errors} SSE errors; largest status {page.largest / 1e3:.1f} KB")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("which", nargs="*", default=["estop", "pause", "full", "soak"],
                     choices=["estop", "pause", "full", "soak"])
-    ap.add_argument("--minutes", type=float, default=120)
+    ap.add_argument("--minutes", type=float, default=120, help="how long the soak runs (default 120)")
     args = ap.parse_args()
     rows = []
     for name, (seed, disturb) in DRILLS.items():
