@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from sorter.controller.records.schema import FIELD_NAMES, SCHEMA_VERSION, SchemaError
-from sorter.controller.records.site_db import ensure_schema, redact
+from sorter.controller.records.site_db import SITE_VERSION, ensure_schema, redact
 from sorter.controller.records.site_sync import SiteForwarder
 from sorter.controller.records.store import RecordStore
 from tests.servers import postgres  # noqa: F401 - the fixture
@@ -41,7 +41,7 @@ def test_site_schema_is_the_local_schema_and_migrates(postgres):
         cols = {r[0] for r in c.execute("SELECT column_name FROM information_schema.columns "
                                         "WHERE table_name = 'parcels'")}
         assert set(FIELD_NAMES) | {"line_id", "local_id", "written_wall"} <= cols
-        assert ensure_schema(c) == SCHEMA_VERSION  # a second line starting: nothing to do
+        assert ensure_schema(c) == SITE_VERSION  # a second line starting: nothing to do
         # a database made by a version-1 program (no rule, no sort_code column) gains them, rows kept
         c.execute("ALTER TABLE parcels DROP COLUMN rule")
         c.execute("ALTER TABLE parcels DROP COLUMN sort_code")
@@ -57,6 +57,22 @@ def test_site_schema_is_the_local_schema_and_migrates(postgres):
         c.execute("UPDATE sorter_schema SET version = %s", (SCHEMA_VERSION + 1,))
         with pytest.raises(SchemaError, match="newer than this program"):
             ensure_schema(c)
+
+
+def test_a_line_not_yet_upgraded_still_shares_the_site_database(postgres):
+    """A centre upgrades its lines one at a time. The version the site database keeps is that of its
+    parcels table, so a line whose program is one record schema version behind (a change to the
+    line's own file only, as 8 was) joins the database a newer line made, and sends records."""
+    assert SITE_VERSION < SCHEMA_VERSION          # version 8 changed the alarm history, not the parcels
+    with postgres.connect() as c:
+        ensure_schema(c)
+        assert c.execute("SELECT version FROM sorter_schema").fetchall() == [(SITE_VERSION,)]
+        # a database the last program wrote its own version into is set back, no column touched
+        c.execute("UPDATE sorter_schema SET version = %s", (SCHEMA_VERSION,))
+        assert ensure_schema(c) == SCHEMA_VERSION
+        assert c.execute("SELECT version FROM sorter_schema").fetchall() == [(SITE_VERSION,)]
+        # what the older line's program checks: it refuses a version above its own (7)
+        assert c.execute("SELECT max(version) FROM sorter_schema").fetchone()[0] <= SCHEMA_VERSION - 1
 
 
 def test_password_is_not_shown():

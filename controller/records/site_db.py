@@ -1,7 +1,12 @@
 """The site's central PostgreSQL database: the same parcels table as the local SQLite file
-(`schema.FIELDS`, the same schema version and the same way of migrating: columns a newer version
-added are added to an older database, a newer database is refused), plus the two columns a site
-needs: which line a record came from (`line_id`) and its id in that line's local file (`local_id`).
+(`schema.FIELDS`, the same way of migrating: columns a newer version added are added to an older
+database, a newer database is refused), plus the two columns a site needs: which line a record came
+from (`line_id`) and its id in that line's local file (`local_id`).
+
+The site database holds only the parcels table, so its version is the record schema version that
+last changed that table (`SITE_VERSION`), not the program's: the lines of a centre are upgraded one
+at a time, and a program whose new version changed only the line's own file (its alarm history, its
+marks) must not lock the lines not yet upgraded out of the site database.
 The keyed_* columns are there too (same table), but a keying done on the page after a record was
 forwarded stays in the line's file: the forwarder sends each record once, as it was written.
 
@@ -14,6 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 from sorter.controller.records.schema import _ADDED, FIELD_NAMES, FIELDS, KEYED_FIELDS, SCHEMA_VERSION, SchemaError
+
+# the record schema versions that changed the parcels table: 1 made it, _ADDED says what came after
+SITE_VERSION = max(v for v in (1, *_ADDED) if v <= SCHEMA_VERSION)
 
 _LOCK_KEY = 0x736F7274  # "sort": the advisory lock of the schema migration
 
@@ -59,9 +67,11 @@ def ensure_schema(conn: Any) -> int:
             row = conn.execute("SELECT max(version) FROM sorter_schema").fetchone()
             found = row[0] or 0
         if found > SCHEMA_VERSION:
-            raise SchemaError(f"site database: record schema version {found} is newer than this program's "
-                              f"({SCHEMA_VERSION}); upgrade the program on every line first")
-        if found == SCHEMA_VERSION:
+            raise SchemaError(f"site database: its parcels table is of record schema version {found}, newer "
+                              f"than this program's ({SCHEMA_VERSION}); upgrade the program on every line first")
+        if found >= SITE_VERSION:
+            if found > SITE_VERSION:  # written by a program that stored its own version: no table differs
+                conn.execute("UPDATE sorter_schema SET version = %s", (SITE_VERSION,))
             return found
         if found >= 1:  # an older database: add the newer columns, keep every record
             have = {r[0] for r in conn.execute(
@@ -74,7 +84,7 @@ def ensure_schema(conn: Any) -> int:
         for stmt in _DDL:
             conn.execute(stmt)
         conn.execute("DELETE FROM sorter_schema")
-        conn.execute("INSERT INTO sorter_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+        conn.execute("INSERT INTO sorter_schema (version) VALUES (%s)", (SITE_VERSION,))
     return found
 
 
