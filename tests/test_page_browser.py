@@ -260,6 +260,33 @@ def test_language_switch_is_remembered(sim):
         p.close()
 
 
+def test_the_alarm_history_says_a_past_alarm_in_the_pages_language(sim):
+    """The history, opened on the page, shows an alarm as the live list does: its detail in the
+    page's language from the key and parameters the history kept, the server's English on hover."""
+    refused_advice_alarm(sim)
+    p = Page(sim["browser"], sim["url"])
+    try:
+        pg = p.page
+        for lang, words in (("zh", "预报文件 carrier-x.csv 被拒绝"), ("en", "advice file carrier-x.csv refused: ")):
+            pg.goto(f"/?lang={lang}", wait_until="domcontentloaded")
+            pg.wait_for_selector(".oc-row[data-outcome=sorted]")
+            pg.click("#history-box summary")
+            row = pg.locator("#alarm-history li.alarm", has_text="carrier-x.csv").first
+            row.wait_for(timeout=20_000)
+            said = row.locator(".a-text").text_content()
+            assert said.startswith(words) and "header" in said, (lang, said)
+            title = row.locator(".a-title").text_content()
+            assert title and "manifest_inbox" not in title, title       # the code's words, not the code
+            if lang == "zh":
+                assert row.locator(".a-text").get_attribute("title").startswith("advice file carrier-x.csv refused")
+            assert row.locator("button").count() == 0                     # history: nothing to press
+        shot = sim["shots"] / "alarm-history.png"
+        pg.screenshot(path=str(shot), full_page=True)
+        assert p.errors == [], p.errors
+    finally:
+        p.close()
+
+
 def test_numbers_shown_match_the_status_and_phone_and_wall_layouts(sim):
     assert api(sim, "/api/pause").status_code == 200
     try:
