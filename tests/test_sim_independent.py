@@ -97,7 +97,7 @@ def test_own_check_digits():
 # ---- the whole system, as a user runs it ------------------------------------------------------
 def run_sim(cfg: Path) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-m", "sorter", "sim", "--config", str(cfg), "--parcels", "120", "--rate", "12000",
+        [sys.executable, "-m", "sorter", "sim", "--config", str(cfg), "--parcels", "80", "--rate", "12000",
          "--seed", "3", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=420)
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, (proc.returncode, proc.stdout[-2000:], proc.stderr[-3000:])
@@ -114,7 +114,7 @@ def runs(tmp_path_factory):
 def test_sorter_sim_reports_the_broken_rule_as_mis_sorts(runs):
     res = runs["broken"]
     assert res["rc"] == 1, res["stderr"][-3000:]    # `sorter sim` fails a run with a parcel in a wrong chute
-    assert res["parcels"] == 120 and res["unrecorded"] == 0
+    assert res["parcels"] == 80 and res["unrecorded"] == 0
     assert res["wrong_chute"] > 0 and res["mis_sorted"] > 0, res
     wrong = [m for m in res["mis_sorts"] if m["got"] == WRONG]
     assert wrong and all(m["town"] == TOWN and m["want"] == [RIGHT] for m in wrong), res["mis_sorts"]
@@ -125,7 +125,7 @@ def test_sorter_sim_reports_the_broken_rule_as_mis_sorts(runs):
 def test_sorter_sim_on_the_clean_table_reports_no_mis_sorts(runs):
     res = runs["clean"]
     assert res["rc"] == 0, res["stderr"][-3000:]
-    assert res["parcels"] == 120 and res["unrecorded"] == 0
+    assert res["parcels"] == 80 and res["unrecorded"] == 0
     assert res["wrong_chute"] == 0, res["mis_sorts"]
     assert res["mis_sorted"] == 0, res["mis_sorts"]
     assert res["outcomes"]["sorted"] == res["expected_sorted"]
