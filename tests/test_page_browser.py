@@ -333,3 +333,46 @@ def test_numbers_shown_match_the_status_and_phone_and_wall_layouts(sim):
             wall.close()
     finally:
         assert api(sim, "/api/resume").status_code == 200
+
+
+def test_the_route_table_panel_routes_a_waybill_and_shows_a_refused_file(sim):
+    """Where does this parcel go? A supervisor asks on the page and gets the router's answer for a
+    parcel the line sorted; a viewer sees the table but cannot ask (it tells the carriers' advice).
+    A route file saved with a mistake: the page says beside the table in force why it was refused,
+    and the mistake goes from the page once the file is put right."""
+    with RecordStore(sim["cfg"].records.database) as store:
+        done = next(r for r in store.search(outcome="sorted", limit=50) if r.get("waybill"))
+    answer = httpx.post(sim["url"] + "/api/routes/test", json={"waybill": done["waybill"]},
+                        headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).json()
+    assert answer["outcome"] == "sorted" and answer["destination"] == done["destination"], (answer, done)
+    v = login(sim, "vera")
+    try:
+        v.page.wait_for_selector("#routes-summary:has-text('规则')", timeout=20_000)
+        assert v.page.is_disabled("#route-test-btn")
+    finally:
+        v.close()
+    routes = sim["cfg"].routing.routes
+    good = routes.read_text(encoding="utf-8")
+    p = login(sim, "sam")
+    try:
+        pg = p.page
+        pg.fill("#route-test-form input[name=waybill]", done["waybill"])
+        pg.click("#route-test-btn")
+        said = pg.locator("#route-result .route-answer")
+        said.wait_for(timeout=20_000)
+        assert said.get_attribute("data-outcome") == "sorted"
+        text = said.text_content()
+        assert answer["chute"] in text and done["destination"] in text and "已分拣" in text, text
+        assert pg.is_hidden("#routes-refused")
+        routes.write_text("rules: []\n", encoding="utf-8")                  # a mistake saved over the table
+        box = pg.locator("#routes-refused")
+        box.wait_for(state="visible", timeout=40_000)
+        assert "no rules" in box.text_content() and "仍按当前路由表分拣" in box.text_content(), box.text_content()
+        assert "0 条规则" not in pg.text_content("#routes-summary")         # the table in force is still shown
+        pg.screenshot(path=str(sim["shots"] / "routes-refused.png"), full_page=True)
+        routes.write_text(good, encoding="utf-8")                           # put right
+        box.wait_for(state="hidden", timeout=40_000)
+        assert not p.unexpected_dialogs and not p.errors
+    finally:
+        routes.write_text(good, encoding="utf-8")
+        p.close()

@@ -457,6 +457,58 @@
     }
   }
 
+  // ------------------------------------------------------------------ the route table
+  // the table in force (the line's version, its rules), and beside it why a file on disk was
+  // refused: the line sorts on with the table in force until the file is fixed or forced in
+  async function pollRoutes() {
+    let r;
+    try { r = await S.getJson("/api/routes", TIMEOUT_MS); } catch (e) { return; }
+    const sum = [];
+    const version = r.version_in_force || r.version;
+    if (version) sum.push(T("routes.version") + " " + version);
+    if (Array.isArray(r.rules)) sum.push(T("routes.rules", { n: num(r.rules.length) }));
+    if (r.default) sum.push(T("routes.default") + " " + r.default);
+    if (r.intercept) sum.push(T("routes.intercept") + " " + r.intercept);
+    setText("routes-summary", sum.join(" · "));
+    const problems = [...new Set([...(r.refused || []), ...(r.ok ? [] : r.problems || [])])];
+    const box = $("routes-refused");
+    box.hidden = !problems.length;
+    if (problems.length) {
+      box.replaceChildren(el("div", "refused-title", T(Array.isArray(r.rules) ? "routes.refused" : "routes.none")),
+        ...problems.slice(0, 20).map((p) => el("div", "refused-line", p)));
+    }
+  }
+
+  async function routeTest(ev) {
+    ev.preventDefault();
+    const f = new FormData($("route-test-form"));
+    const body = { waybill: String(f.get("waybill") || "").trim() };
+    const address = String(f.get("address") || "").trim();
+    if (address) body.address = address;
+    if (!body.waybill) return;
+    const out = $("route-result");
+    out.replaceChildren(el("span", "muted", "…"));
+    const res = await S.post("/api/routes/test", body);
+    if (!res.ok) {
+      const d = res.body && res.body.detail;
+      const said = d && Array.isArray(d.problems) ? d.problems.join("; ") : S.detail(res);
+      out.replaceChildren(el("span", "route-bad", said));
+      return;
+    }
+    const d = res.body;
+    const names = chuteNames(lastStatus);
+    const chute = d.chute ? d.chute + (names[d.chute] && names[d.chute] !== d.chute ? " " + names[d.chute] : "") : "—";
+    const row = el("div", "route-answer");
+    row.dataset.outcome = safeClass(d.outcome, OUTCOMES);
+    for (const [k, v] of [["c.outcome", T("outcome." + d.outcome) || d.outcome], ["c.chute", chute],
+      ["c.carrier", d.carrier], ["c.town", d.destination], ["p.rule", d.rule], ["c.reason", d.reason]]) {
+      const item = el("span", "route-item");
+      item.append(el("span", "muted", T(k) + " "), el("b", "", v === null || v === undefined || v === "" ? "—" : String(v)));
+      row.appendChild(item);
+    }
+    out.replaceChildren(row);
+  }
+
   // ------------------------------------------------------------------ alarm history (last 20, when opened)
   async function pollAlarmHistory() {
     if (!$("history-box").open) return;
@@ -525,6 +577,7 @@
     pollReview();
     pollAudit();
     pollAlarmHistory();
+    pollRoutes();
     if (slowTick % 6 === 0) S.loadMe().then(S.renderUser);
     setTimeout(slow, 5000);
   }
@@ -537,7 +590,8 @@
     $("reset-btn").addEventListener("click", () => act("/api/line/reset", T("confirm.reset")));
     $("pause-btn").addEventListener("click", () => act("/api/pause", T("confirm.pause")));
     $("resume-btn").addEventListener("click", () => act("/api/resume"));
-    $("reload-btn").addEventListener("click", () => act("/api/routes/reload", T("confirm.reload")));
+    $("reload-btn").addEventListener("click", () => act("/api/routes/reload", T("confirm.reload")).then(pollRoutes));
+    $("route-test-form").addEventListener("submit", routeTest);
     $("test-btn").addEventListener("click", () => {
       const mode = $("test-mode").value, chute = $("test-chute").value;
       const q = "mode=" + encodeURIComponent(mode) + (mode === "fixed" ? "&chute=" + encodeURIComponent(chute) : "");

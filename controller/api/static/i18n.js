@@ -86,6 +86,9 @@
       "alarmtext.camera_health.calibration": "相机 {camera}：标定未使用：{error}",
       "alarmtext.timing_process.died": "定时进程退出（代码 {exit}）；已重启",
       "alarmtext.records.unwritable": "记录数据库无法写入（{error}）；{waiting} 条记录在内存中等待重试",
+      "routes.title": "路由表", "routes.version": "版本", "routes.rules": "{n} 条规则", "routes.default": "默认格口",
+      "routes.intercept": "拦截格口", "routes.refused": "磁盘上的路由文件被拒绝，线体仍按当前路由表分拣：",
+      "routes.none": "没有可用的路由表，线体不分拣：", "route.address": "地址（可选）", "route.go": "查路由",
     },
     en: {
       "title": "Sorting line", "lang.other": "中文", "kiosk": "Wall screen", "station": "Manual-sort station",
@@ -174,6 +177,9 @@
       "alarmtext.camera_health.calibration": "camera {camera}: calibration not used: {error}",
       "alarmtext.timing_process.died": "timing process died (exit {exit}); restarted",
       "alarmtext.records.unwritable": "the record database cannot be written ({error}); {waiting} records wait in memory and are retried",
+      "routes.title": "Route table", "routes.version": "version", "routes.rules": "{n} rules", "routes.default": "default chute",
+      "routes.intercept": "intercept chute", "routes.refused": "The route file on disk was refused; the line sorts on with the table in force:",
+      "routes.none": "No route table in force; the line does not sort:", "route.address": "Address (optional)", "route.go": "Route it",
     },
   };
 
