@@ -461,6 +461,7 @@
   // the table in force (the line's version, its rules), and beside it why a file on disk was
   // refused: the line sorts on with the table in force until the file is fixed or forced in
   async function pollRoutes() {
+    if (document.body.classList.contains("kiosk")) return;   // the wall screen shows no routes panel
     let r;
     try { r = await S.getJson("/api/routes", TIMEOUT_MS); } catch (e) { return; }
     const sum = [];
