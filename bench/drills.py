@@ -37,7 +37,8 @@ from bench.tables import pct, table  # noqa: E402
 from bench.timing import cpu_s, processes  # noqa: E402
 
 
-def harness(tmp: Path, parcels: int, rate_pph: float, seed: int, api=None, **overrides):
+def harness(tmp: Path, parcels: int, rate_pph: float, seed: int, api=None, keep_records: bool = True,
+            **overrides):
     from sorter.controller.config.load import load_config
     from sorter.controller.harness import SimHarness
     from sorter.controller.routing.manifest import Manifest
@@ -45,7 +46,7 @@ def harness(tmp: Path, parcels: int, rate_pph: float, seed: int, api=None, **ove
 
     cfg = load_config(write_line_config(tmp, overrides={"sim.rate_pph": rate_pph, **overrides}))
     Manifest(cfg.routing.manifest).close()
-    return cfg, SimHarness(cfg, parcels=parcels, seed=seed, api=api)
+    return cfg, SimHarness(cfg, parcels=parcels, seed=seed, api=api, keep_records=keep_records)
 
 
 class WallScreen:
@@ -196,7 +197,8 @@ def proc_stats(pid: int) -> tuple[float, int]:
 def soak(tmp: Path, minutes: float) -> None:
     rate = 10_000
     parcels = int(rate * minutes / 60) + 100
-    cfg, h = harness(tmp, parcels, rate, seed=41, api=("127.0.0.1", 0))
+    # the records are counted, not kept: the service's RSS is the service's, not the bench's copy
+    cfg, h = harness(tmp, parcels, rate, seed=41, api=("127.0.0.1", 0), keep_records=False)
     db = Path(cfg.records.database)
     samples = []
     page = None
@@ -204,7 +206,7 @@ def soak(tmp: Path, minutes: float) -> None:
         h.start()
         page = WallScreen(f"http://127.0.0.1:{h.app.api.port}")
         procs = processes(h)
-        wait(lambda: len(h.records) >= 50, 120)
+        wait(lambda: h.n_records >= 50, 120)
         t0, c0 = time.monotonic(), {k: cpu_s(p) for k, p in procs.items()}
         samples.append(("start", {k: proc_stats(p) for k, p in procs.items()}, db.stat().st_size))
         end = t0 + minutes * 60
@@ -213,7 +215,7 @@ def soak(tmp: Path, minutes: float) -> None:
         while time.monotonic() < end:
             time.sleep(min(60.0, max(0.0, end - time.monotonic())))
             now = time.monotonic()
-            print(f"[soak] {(now - t0) / 60:.0f} min: {len(h.records)} records", flush=True)
+            print(f"[soak] {(now - t0) / 60:.0f} min: {h.n_records} records", flush=True)
             if next_sample <= now < end - 30:
                 samples.append((f"{(now - t0) / 60:.0f} min", {k: proc_stats(p) for k, p in procs.items()},
                                 db.stat().st_size))

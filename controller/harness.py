@@ -13,10 +13,14 @@ from sorter.controller.config.line import Config
 
 
 class SimHarness:
-    def __init__(self, cfg: Config, parcels: int, seed: int = 1, api: tuple[str, int] | None = None):
+    def __init__(self, cfg: Config, parcels: int, seed: int = 1, api: tuple[str, int] | None = None,
+                 keep_records: bool = True):
+        """`keep_records=False` only counts the records as they arrive (`n_records`): a soak that
+        measures the service's memory must not hold a copy of every record in the same process."""
         self.sim = SimWorld(cfg, seed, parcels)
         self.cfg, self.n, self.seed = self.sim.cfg, parcels, seed
         self.records: list[dict] = []
+        self.keep_records, self.n_records = keep_records, 0
         self.lock = threading.Lock()
         self.app = App(self.cfg, mode="sim", sim=self.sim, api=api, record_hook=self._on_record)
         self.t0: float | None = None
@@ -33,7 +37,9 @@ class SimHarness:
 
     def _on_record(self, rec: dict) -> None:
         with self.lock:
-            self.records.append(rec)
+            self.n_records += 1
+            if self.keep_records:
+                self.records.append(rec)
 
     def outage(self, seconds: float) -> None:
         self.sim.outage(seconds)
@@ -57,7 +63,7 @@ class SimHarness:
             tr = self.truth()
             waiting = tr["waiting"] if tr.get("infeed_stops") and tr["infeed_stops"][-1][1] is None else 0
             if tr["inducted"] + tr["held"] + waiting >= self.n and tr["landed"] >= tr["inducted"] and \
-                    len(self.records) >= tr["inducted"]:
+                    self.n_records >= tr["inducted"]:
                 time.sleep(0.5)
                 return self.truth()
         return self.truth()
