@@ -90,6 +90,7 @@ class FireHistogram:
 
 class TimingLoop:
     tracker_cls = PlcTracker  # plc/mailbox.py: MailboxLoop uses its own for plc_tracking
+    gc_pauses = None  # a GcPauses when the loop runs in its own process (timing/process.py)
 
     def __init__(self, cfg: Config, conn: Connection | None, run_id: str, plc_url: str | None = None, *,
                  io=None, clock=None, tracker: Tracker | None = None, routing=None, first_pid: int = 1,
@@ -250,7 +251,8 @@ class TimingLoop:
             "counters": dict(t.counters, polls=self.polls, link_losses=self.link_losses,
                              write_faults=self.write_faults, idle_polls=self.idle_polls, slow_link_spells=self.pace.slow_spells,
                              switch_ons_refused_slow_link=self.pace.refused_switch_ons,
-                             switch_ons_answered_late=self.pace.late_switch_ons),
+                             switch_ons_answered_late=self.pace.late_switch_ons,
+                             **(self.gc_pauses.counters() if self.gc_pauses is not None else {})),
             "unexpected_by_chute": dict(t.unexpected_by_chute),
             "read_offsets": t.read_offsets(),
             "confirm_offsets": t.confirm_offsets(),

@@ -15,6 +15,7 @@ import signal
 from multiprocessing.connection import Connection
 
 from sorter.controller.config.line import Config
+from sorter.controller.timing.gc_pauses import GcPauses
 from sorter.controller.timing.loop import TimingLoop
 
 SHUTDOWN_GRACE_S = 3
@@ -30,6 +31,9 @@ def timing_main(cfg: Config, conn: Connection, run_id: str, plc_url: str | None 
         if cfg.plc.mode == "plc_tracking":  # the PLC tracks parcels; the PC answers in a mailbox
             from sorter.controller.timing.mailbox import MailboxLoop as cls
         tl = cls(cfg, conn, run_id, plc_url, routing=routing, first_pid=first_pid, latch_baseline=latch_baseline)
+        # everything start-up made (modules, tables, the loop) is frozen out of the collector's walks
+        tl.gc_pauses = GcPauses()
+        tl.gc_pauses.install()
 
         def on_term() -> None:
             tl.stop = True

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import gc
 import logging
 import os
 import select
@@ -329,6 +330,10 @@ def sim_line_main(cfg: Config, seed: int, n_parcels: int | None, conn: Connectio
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
     except (PermissionError, OSError, AttributeError):
         pass
+    # a full garbage collection of what start-up made stalls the answers for 15-20 ms (a PLC never
+    # does): frozen out of the collector's walks, as in the timing process (timing/gc_pauses.py)
+    gc.collect()
+    gc.freeze()
     loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
     asyncio.set_event_loop(loop)
     loop.run_until_complete(_serve(sim, conn, host, cfg.sim.modbus_port))
