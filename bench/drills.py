@@ -227,6 +227,7 @@ def soak(tmp: Path, minutes: float) -> None:
         truth = h.run_until_done(120)
         t = tally(cfg, h, truth)
         same = all(procs[k] == p for k, p in processes(h).items() if k in procs)
+        counters = dict((h.svc.timing_status or {}).get("counters") or {})
     finally:
         if page:
             page.close()
@@ -243,6 +244,9 @@ def soak(tmp: Path, minutes: float) -> None:
           [[t["inducted"], t["records"], t["duplicates"], t["lost"], t["wrong_chute"],
             " / ".join(f"{fe.get(k, float('nan')):.3f}" for k in ("p50", "p99", "p999")), same]])
     print(f"outcomes: {t['outcomes']}")
+    print(f"timing process: slow-link spells {counters.get('slow_link_spells')}, link losses "
+          f"{counters.get('link_losses')}, full GC collections {counters.get('gc_full_collections')}, "
+          f"longest GC pause {counters.get('gc_longest_pause_ms')} ms")
     print(f"status page: {page.polls} polls of /api/status, {page.poll_errors} failed; "
           f"{page.events} SSE events, {page.sse_errors} SSE errors; largest status {page.largest / 1e3:.1f} KB")
 

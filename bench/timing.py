@@ -73,13 +73,15 @@ def measure(label: str, rate_pph: float, parcels: int, speed_mps: float, length:
             wall = time.monotonic() - t0
             c1 = {k: cpu_s(p) for k, p in procs.items()}
             records = list(h.records)
+            counters = dict((h.svc.timing_status or {}).get("counters") or {})
         finally:
             h.stop()
     fe = [r["fire_error_ms"] for r in records if r.get("fire_error_ms") is not None]
     truth_fe = truth.get("fire_error_ms") or {}
     return {"label": label, "wall": wall, "cpu": {k: (c1[k] - c0[k]) / wall for k in procs},
             "records": len(records), "inducted": truth["inducted"], "wrong": truth["wrong_chute"],
-            "fe_truth": truth_fe, "fe_est": fe}
+            "fe_truth": truth_fe, "fe_est": fe,
+            "gc": (counters.get("gc_full_collections"), counters.get("gc_longest_pause_ms"))}
 
 
 def main() -> None:
@@ -110,12 +112,14 @@ def main() -> None:
         t, fe = r["fe_truth"], r["fe_est"]
         rows.append([r["label"], r["inducted"], r["records"], r["wrong"],
                      *(f"{t[k]:.3f}" if k in t else "-" for k in ("p50", "p99", "p999", "max")),
-                     f"{pct(fe, 99):.3f}" if fe else "-", len(fe)])
+                     f"{pct(fe, 99):.3f}" if fe else "-", len(fe),
+                     "-" if r["gc"][0] is None else f"{r['gc'][0]} / {r['gc'][1]:.2f}"])
     if not rows:
         return
     table("Fire timing error, ms (truth: when the simulated device got the write, against the parcel's true "
           "position; estimated: the controller's own figure)",
-          ["run", "inducted", "records", "wrong chute", "p50", "p99", "p99.9", "max", "estimated p99", "fires"], rows)
+          ["run", "inducted", "records", "wrong chute", "p50", "p99", "p99.9", "max", "estimated p99", "fires",
+           "timing GC: full collections / longest pause ms"], rows)
 
 
 if __name__ == "__main__":
