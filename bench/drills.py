@@ -239,10 +239,10 @@ def soak(tmp: Path, minutes: float) -> None:
     table("Soak: CPU per process over the run, share of one core", names,
           [[f"{100 * (c1[k] - c0[k]) / wall:.1f} %" for k in names]])
     fe = truth.get("fire_error_ms") or {}
-    table("Soak: what was lost", ["inducted", "records", "duplicates", "lost", "wrong chute", "fire p50 / p99 / p99.9 ms",
+    table("Soak: what was lost", ["inducted", "records", "duplicates", "lost", "wrong chute", "fire p50 / p99 / p99.9 / max ms",
                                   "same processes all run"],
           [[t["inducted"], t["records"], t["duplicates"], t["lost"], t["wrong_chute"],
-            " / ".join(f"{fe.get(k, float('nan')):.3f}" for k in ("p50", "p99", "p999")), same]])
+            " / ".join(f"{fe[k]:.3f}" if k in fe else "-" for k in ("p50", "p99", "p999", "max")), same]])
     print(f"outcomes: {t['outcomes']}")
     print(f"timing process: slow-link spells {counters.get('slow_link_spells')}, link losses "
           f"{counters.get('link_losses')}, full GC collections {counters.get('gc_full_collections')}, "
