@@ -10,9 +10,14 @@ sim:
 	./scripts/setup.sh
 	$(VENV)/bin/sorter sim --config $(CONFIG)
 
+# two passes: what does not drive the line in real time, two at a time (a file's tests stay on
+# one worker, so its fixtures start once); then the real-time `line` tests one after the other.
+# Both passes always run; the target fails if either failed.
 test:
 	./scripts/setup.sh test
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not line" -n 2 --dist loadfile; a=$$?; \
+	$(PY) -m pytest -q -m line; b=$$?; \
+	[ $$a = 0 ] && [ $$b = 0 ]
 
 bench:
 	./scripts/setup.sh

@@ -59,7 +59,7 @@ class SimHarness:
         one that waits because the belt is still busy catching up enters on its own."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            time.sleep(1.0)
+            time.sleep(0.25)
             tr = self.truth()
             waiting = tr["waiting"] if tr.get("infeed_stops") and tr["infeed_stops"][-1][1] is None else 0
             if tr["inducted"] + tr["held"] + waiting >= self.n and tr["landed"] >= tr["inducted"] and \

@@ -24,6 +24,8 @@ from sorter.plc.sim.physics import LinePhysics
 from tests.plc_helpers import RawModbusTcp, line_config, run
 from tests.test_plc_modbus import ServerThread
 
+pytestmark = pytest.mark.line  # runs the line in real time: `make test` runs these one at a time
+
 
 def test_link_lost_and_back_mid_run_nothing_lost_nothing_mis_sorted(tmp_path):
     from sorter.controller.harness import SimHarness

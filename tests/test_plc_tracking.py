@@ -17,6 +17,8 @@ from sorter.controller.config.load import ConfigError, load_config
 from sorter.controller.config.plc import chute_numbers
 from tests.plc_helpers import line_config
 
+pytestmark = pytest.mark.line  # runs the line in real time: `make test` runs these one at a time
+
 TRACKING = "config/wenling-line1-plc-tracking.yaml"
 
 

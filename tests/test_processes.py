@@ -24,7 +24,7 @@ import pytest
 from sorter.vision.labels import LabelSpec, render_frame, render_label
 from tests.conftest import _children, _free_port, write_line_config
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+pytestmark = [pytest.mark.line, pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")]
 
 
 def descendants(pid: int) -> set[int]:

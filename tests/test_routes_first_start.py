@@ -23,6 +23,8 @@ from tests.conftest import _free_port, write_line_config
 from tests.test_processes import alive, descendants, status, wait_for
 from tests.test_routes_safety import cut_after
 
+pytestmark = pytest.mark.line  # runs the line in real time: `make test` runs these one at a time
+
 TOKEN = "first-start-token"
 CUTS = {
     "empty file": (lambda text: "", "no rules"),

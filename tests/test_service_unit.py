@@ -37,6 +37,8 @@ from tests.conftest import ROOT, _free_port, write_line_config
 from tests.test_plc_modbus import ServerThread
 from tests.test_processes import descendants, kill_and_check, status, wait_for
 
+pytestmark = pytest.mark.line  # runs the line in real time: `make test` runs these one at a time
+
 UNIT = ROOT / "systemd" / "sorter.service"
 SORTER_BIN = Path(sys.executable).parent / "sorter"
 

@@ -6,11 +6,15 @@ physics keeps the truth (plc/sim/physics.py: OFF_BELT, extras), not the controll
 
 from __future__ import annotations
 
+import pytest
+
 from sorter.controller.config.load import load_config
 from sorter.controller.harness import SimHarness
 from sorter.controller.routing.manifest import Manifest
 from tests.conftest import write_line_config
 from tests.test_processes import wait_for
+
+pytestmark = pytest.mark.line  # runs the line in real time: `make test` runs these one at a time
 
 
 def test_a_parcel_taken_off_and_another_put_on_by_hand(tmp_path):

@@ -20,6 +20,8 @@ import pytest
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.line  # runs the line in real time: `make test` runs these one at a time
+
 
 def sim_config(tmp_path: Path) -> Path:
     text = (ROOT / "config/wenling-line1.yaml").read_text(encoding="utf-8")

@@ -19,6 +19,8 @@ from sorter.plc.sim.parcels import ParcelPlan
 from sorter.plc.sim.physics import LinePhysics
 from tests.conftest import load_line_config
 
+pytestmark = pytest.mark.line  # runs the line in real time: `make test` runs these one at a time
+
 T0 = 1000.0
 STATE_IO = {
     "io.estop_ok": {"table": "discrete_input", "address": 60},

@@ -26,6 +26,8 @@ from sorter.vision.decode import decode
 from sorter.vision.geometry import Calibration
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.line  # runs the line in real time: `make test` runs these one at a time
+
 HEADER = struct.Struct("!4sdII")
 
 

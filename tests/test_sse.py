@@ -28,6 +28,8 @@ from sorter.controller.service.status_cache import StatusCache
 from tests.conftest import write_line_config
 from tests.test_api import make_status
 
+pytestmark = pytest.mark.line  # runs the line in real time: `make test` runs these one at a time
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

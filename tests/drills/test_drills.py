@@ -28,6 +28,8 @@ from tests.conftest import write_line_config
 from tests.plc_helpers import RawModbusTcp
 from tests.test_processes import wait_for as wait
 
+pytestmark = pytest.mark.line  # runs the line in real time: `make test` runs these one at a time
+
 
 def line(tmp_path: Path, **overrides):
     path = write_line_config(tmp_path / "config", overrides={"sim.rate_pph": 12000, **overrides})
@@ -78,10 +80,10 @@ def contiguous(rows: list[dict]) -> list[int]:
 @pytest.mark.parametrize("victim", ["timing", "camera"])
 def test_kill_9_of_a_child_mid_run_loses_no_record(tmp_path, victim):
     _, cfg = line(tmp_path)
-    h = SimHarness(cfg, parcels=60, seed=21)
+    h = SimHarness(cfg, parcels=45, seed=21)
     try:
         h.start()
-        wait(lambda: len(h.records) >= 25, 120, "25 records")
+        wait(lambda: len(h.records) >= 15, 120, "15 records")  # and a belt full of parcels
         svc = h.svc
         pid = svc.timing_proc.pid if victim == "timing" else svc.camera_procs[cfg.cameras[0].name].pid
         os.kill(pid, signal.SIGKILL)
@@ -93,7 +95,7 @@ def test_kill_9_of_a_child_mid_run_loses_no_record(tmp_path, victim):
         t = tally(f"kill -9 of the {victim} process", rows, truth["inducted"])
         keys = [(r["run_id"], r["parcel_id"]) for r in rows]
         assert len(keys) == len(set(keys)), "a parcel id recorded twice"
-        assert truth["inducted"] + truth["held"] >= 60, truth
+        assert truth["inducted"] + truth["held"] >= 45, truth
         assert t["lost"] == 0 and len(rows) == truth["inducted"], (t, truth["inducted"], contiguous(rows))
         assert contiguous(rows) == []
         astray = [m for m in truth["mis_sorts"] if m["got"] != cfg.line.reject_chute]
@@ -233,7 +235,7 @@ def test_the_plc_link_cut_and_restored_20_times_sends_nothing_astray(tmp_path):
             time.sleep(0.6)
             proxy.set("pass")
             wait(lambda: h.svc.timing_status.get("plc", {}).get("connected"), 30, "the link back")
-            time.sleep(1.2)
+            time.sleep(0.6)  # two parcels induct between two cuts
         truth = h.truth()
         app = h.app
         while app.started and app.started[-1].name not in ("simulated line", "simulated cameras"):
@@ -284,7 +286,7 @@ def test_a_full_records_disk_loses_nothing_and_writing_resumes(tmp_path, small_d
     _, cfg = line(tmp_path, **{"records.database": str(small_disk / "records.db")})
     db = Path(cfg.records.database)
     filler = small_disk / "filler"
-    h = SimHarness(cfg, parcels=90, seed=17)
+    h = SimHarness(cfg, parcels=70, seed=17)
     try:
         h.start()
         wait(lambda: h.svc.writer.written >= 15, 120, "15 records written")
@@ -298,7 +300,7 @@ def test_a_full_records_disk_loses_nothing_and_writing_resumes(tmp_path, small_d
         written_full = h.svc.writer.written
         wait(lambda: any(a["id"] == "records" for a in h.svc.alarms.list()), 60, "the records alarm")
         alarm = next(a["text"] for a in h.svc.alarms.list() if a["id"] == "records")
-        time.sleep(3)  # parcels go on being sorted; their records wait in memory
+        time.sleep(2)  # parcels go on being sorted; their records wait in memory
         waiting = h.svc.writer.queue_depth
         filler.unlink()  # space returns
         truth = h.run_until_done(240)
