@@ -41,7 +41,7 @@ def sim_run(tmp_path_factory, free_port):
     cfg = sim_config(tmp)
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sorter", "sim", "--config", str(cfg), "--parcels", "40", "--rate", "9000",
+        [sys.executable, "-m", "sorter", "sim", "--config", str(cfg), "--parcels", "40", "--rate", "12000",
          "--seed", "3", "--json", "--serve", "--port", str(port), "--host", "127.0.0.1", "--progress"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     statuses = []
