@@ -13,9 +13,10 @@ STARTS_THE_LINE = re.compile(r"SimHarness\(|SimWorld\(|\"sim\", \"--config\"|\[\
 
 
 def test_every_file_that_runs_the_line_is_marked_line():
-    unmarked = [p.relative_to(TESTS).as_posix() for p in sorted(TESTS.rglob("test_*.py"))
-                if p.name != Path(__file__).name and STARTS_THE_LINE.search(p.read_text(encoding="utf-8"))
-                and "pytest.mark.line" not in p.read_text(encoding="utf-8")]
+    texts = {p.relative_to(TESTS).as_posix(): p.read_text(encoding="utf-8")
+             for p in sorted(TESTS.rglob("test_*.py")) if p.name != Path(__file__).name}
+    unmarked = [name for name, text in texts.items()
+                if STARTS_THE_LINE.search(text) and "pytest.mark.line" not in text]
     assert unmarked == [], f"start the line in real time but are not marked `line`: {unmarked}"
 
 
